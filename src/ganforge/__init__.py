@@ -1,0 +1,3 @@
+"""ganforge: GAN experiments with Hydra configs and PyTorch Lightning."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,7 @@
+"""Lightning callbacks: generator-step checkpoints, sample grids, the progress bar."""
+
+from ganforge.callbacks.checkpoint import GenStepCheckpoint
+from ganforge.callbacks.progress import GANProgressBar
+from ganforge.callbacks.sample_grid import SampleGrid
+
+__all__ = ["GANProgressBar", "GenStepCheckpoint", "SampleGrid"]

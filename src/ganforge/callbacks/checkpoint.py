@@ -1,0 +1,33 @@
+"""Checkpoints counted in generator steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+class GenStepCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that saves every ``every_n_gen_steps`` generator steps (plus ``last.ckpt``).
+
+    Lightning's step counter advances once per optimizer step, i.e. ``n_critic + 1`` times
+    per generator step; the conversion happens here so configs speak in generator steps.
+    Also saves at the end of training, so ``last.ckpt`` always holds the final state.
+    """
+
+    def __init__(self, every_n_gen_steps: int = 1000, **kwargs: Any) -> None:
+        kwargs.setdefault("save_last", True)
+        kwargs.setdefault("save_top_k", -1)
+        kwargs.setdefault("filename", "gen_step={gen_step:07.0f}")
+        kwargs.setdefault("auto_insert_metric_name", False)
+        super().__init__(every_n_train_steps=every_n_gen_steps, **kwargs)
+        self.every_n_gen_steps = every_n_gen_steps
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._every_n_train_steps = self.every_n_gen_steps * (getattr(pl_module, "n_critic", 1) + 1)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._should_skip_saving_checkpoint(trainer):  # skips if this step is already saved
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

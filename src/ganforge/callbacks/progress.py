@@ -1,0 +1,37 @@
+"""A rich progress bar that speaks in generator steps and images per second."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import RichProgressBar
+
+
+class GANProgressBar(RichProgressBar):
+    """Adds the generator step, throughput and both losses to Lightning's rich bar."""
+
+    def __init__(self, smoothing: float = 0.9, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.smoothing = smoothing
+        self._rate: float | None = None
+        self._last: tuple[float, int] | None = None
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        now, shown = time.perf_counter(), pl_module.images_shown
+        if self._last is not None and now > self._last[0]:
+            rate = (shown - self._last[1]) / (now - self._last[0])
+            self._rate = rate if self._rate is None else self.smoothing * self._rate + (1 - self.smoothing) * rate
+        self._last = (now, shown)
+        super().on_train_batch_end(trainer, pl_module, *args)
+
+    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        shown = {k: f"{v:.3f}" for k, v in trainer.callback_metrics.items() if k in ("loss/d", "loss/g")}
+        return {
+            "gen_step": getattr(pl_module, "generator_steps", 0),
+            "img/s": f"{self._rate:.0f}" if self._rate else "-",
+            **shown,
+            **{k: v for k, v in metrics.items() if k == "v_num"},
+        }

@@ -1,0 +1,75 @@
+"""Glue between Hydra configs and objects: resolvers, builders and checkpoint loading."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ganforge.errors import CheckpointError
+from ganforge.module import GANModule
+
+#: The packaged Hydra configs; ``conf/`` at the repository root links here.
+CONFIG_MODULE = "ganforge.conf"
+
+
+def wandb_offline() -> bool:
+    """W&B runs offline unless the user chose a mode or configured an API key."""
+    if os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY"):
+        return False
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return True
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("wandb_offline", wandb_offline, replace=True)
+
+
+register_resolvers()
+
+
+def build_module(cfg: DictConfig) -> GANModule:
+    """The GANModule described by a composed training config."""
+    return GANModule(
+        generator=instantiate(cfg.model.generator),
+        discriminator=instantiate(cfg.model.discriminator),
+        objective=instantiate(cfg.loss),
+        g_optimizer=instantiate(cfg.optim.generator),
+        d_optimizer=instantiate(cfg.optim.discriminator),
+        n_critic=cfg.n_critic,
+        ema_decay=cfg.ema_decay,
+    )
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a ganforge checkpoint, turning every way it can be unusable into one clear error."""
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint {str(file)!r} does not exist; runs keep them in <run>/checkpoints/last.ckpt")
+    try:
+        checkpoint = torch.load(file, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged file
+        raise CheckpointError(
+            f"checkpoint {str(file)!r} cannot be read ({type(err).__name__}: {str(err).splitlines()[0]}); "
+            "it is probably truncated or corrupt. Use another checkpoint of the run (<run>/checkpoints/)."
+        ) from None
+    if not isinstance(checkpoint, dict) or "ganforge" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise CheckpointError(f"{str(file)!r} is not a ganforge training checkpoint (no run config or counters inside)")
+    return checkpoint
+
+
+def generator_from_checkpoint(checkpoint: dict[str, Any], ema: bool = True) -> tuple[torch.nn.Module, DictConfig]:
+    """Rebuild the generator a checkpoint was trained with; the EMA copy when present and asked for."""
+    cfg = OmegaConf.create(checkpoint["hyper_parameters"])
+    generator = instantiate(cfg.model.generator)
+    state = checkpoint["state_dict"]
+    prefix = "generator_ema.module." if ema and any(k.startswith("generator_ema.") for k in state) else "generator."
+    generator.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+    return generator.eval(), cfg

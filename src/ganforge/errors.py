@@ -1,0 +1,17 @@
+"""Errors a user can fix: the entry points print their message, without a traceback."""
+
+
+class GanforgeError(Exception):
+    """A problem with the user's input (config, data, checkpoint) whose message names the fix."""
+
+
+class DatasetNotFoundError(GanforgeError):
+    """No source (data_dir, system copy, download) could provide the dataset."""
+
+
+class CheckpointError(GanforgeError):
+    """A checkpoint file is missing, truncated or not written by ganforge."""
+
+
+class TrainingDivergedError(GanforgeError):
+    """A loss became NaN or infinite."""

@@ -1,0 +1,182 @@
+"""GANModule: the adversarial game as one LightningModule with manual optimization."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.swa_utils import AveragedModel
+
+from ganforge.errors import TrainingDivergedError
+from ganforge.objectives import Objective
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Run ``module`` in eval mode and without autograd, restoring its mode afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        module.train(was_training)
+
+
+class GANModule(LightningModule):
+    """Alternates ``n_critic`` discriminator steps with one generator step.
+
+    Each batch of real images drives one D step; every ``n_critic``-th batch is followed by
+    a G step that reuses that batch's fake images (the G forward pass is shared). Each
+    step toggles its own optimizer, so the other network's parameters get no gradient.
+    Progress is counted in generator steps and real images shown to D: Lightning's
+    ``global_step`` counts every optimizer step, D and G alike.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        objective: Objective,
+        g_optimizer: OptimizerFactory,
+        d_optimizer: OptimizerFactory,
+        n_critic: int = 1,
+        ema_decay: float | None = 0.999,
+    ) -> None:
+        super().__init__()
+        if n_critic < 1:
+            raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.objective = objective
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+        self.n_critic = n_critic
+        self.generator_ema: AveragedModel | None = None
+        if ema_decay is not None:
+            self.generator_ema = AveragedModel(generator, multi_avg_fn=ema_with_warmup(ema_decay), use_buffers=True)
+            self.generator_ema.requires_grad_(False)
+        self.generator_steps = 0
+        self.discriminator_steps = 0
+        self.images_shown = 0
+
+    @property
+    def latent_dim(self) -> int:
+        return self.generator.latent_dim
+
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """The generator used for samples and metrics: the EMA copy when there is one."""
+        return self.generator_ema.module if self.generator_ema is not None else self.generator
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        if generator is not None:  # a seeded CPU stream, e.g. the fixed batch behind sample grids
+            return torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+        return torch.randn(n, self.latent_dim, device=self.device)
+
+    def configure_optimizers(self) -> list[Optimizer]:
+        return [self.g_optimizer(self.generator.parameters()), self.d_optimizer(self.discriminator.parameters())]
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        real, _ = batch
+        g_opt, d_opt = self.optimizers()
+        g_step_follows = (self.discriminator_steps + 1) % self.n_critic == 0
+
+        with torch.set_grad_enabled(g_step_follows):
+            fake = self.generator(self.sample_latent(real.shape[0]))
+
+        with self.toggled_optimizer(d_opt):
+            real_logits = self.discriminator(real)
+            fake_logits = self.discriminator(fake.detach())
+            d_loss = self.objective.d_loss(real_logits, fake_logits)
+            self._check_finite(d_loss, "discriminator")
+            d_opt.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss)
+            d_grad_norm = _grad_norm(self.discriminator)
+            d_opt.step()
+        self.discriminator_steps += 1
+        self.images_shown += real.shape[0] * self.trainer.world_size
+        logs = {
+            "loss/d": d_loss.detach(),
+            "d/real": real_logits.detach().mean(),
+            "d/fake": fake_logits.detach().mean(),
+            "grad_norm/d": d_grad_norm,
+        }
+
+        if g_step_follows:
+            with self.toggled_optimizer(g_opt):
+                fake_logits = self.discriminator(fake)
+                real_logits_g = self.discriminator(real) if self.objective.g_uses_real else None
+                g_loss = self.objective.g_loss(fake_logits, real_logits_g)
+                self._check_finite(g_loss, "generator")
+                g_opt.zero_grad(set_to_none=True)
+                self.manual_backward(g_loss)
+                logs["grad_norm/g"] = _grad_norm(self.generator)
+                g_opt.step()
+            if self.generator_ema is not None:
+                self.generator_ema.update_parameters(self.generator)
+            self.generator_steps += 1
+            logs["loss/g"] = g_loss.detach()
+
+        self.log_dict(logs)
+        self.log_dict({"gen_step": float(self.generator_steps), "kimg": self.images_shown / 1000.0})
+
+    def _check_finite(self, loss: torch.Tensor, player: str) -> None:
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"the {player} loss is {loss.item()} at generator step {self.generator_steps}: training diverged. "
+                "Lower the learning rates (optim.*.lr), add a penalty or spectral norm, or resume from an "
+                "earlier checkpoint; checkpoints written so far are kept."
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ganforge"] = {
+            "generator_steps": self.generator_steps,
+            "discriminator_steps": self.discriminator_steps,
+            "images_shown": self.images_shown,
+            # Resuming continues the same random stream (latents), so a resumed run
+            # matches an uninterrupted one.
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["ganforge"]
+        self.generator_steps = state["generator_steps"]
+        self.discriminator_steps = state["discriminator_steps"]
+        self.images_shown = state["images_shown"]
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def ema_with_warmup(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+    """EMA update for ``AveragedModel`` whose decay ramps up as ``min(decay, (1 + n) / (10 + n))``.
+
+    torch's ``get_ema_multi_avg_fn`` uses a fixed decay, so G_ema would stay close to the
+    random initial G for the first ~1/(1 - decay) steps; the ramp (as in TensorFlow's
+    ExponentialMovingAverage) makes G_ema useful from the first samples of a short run.
+    """
+
+    def update(ema: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = float(num_averaged)
+        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        if torch.is_floating_point(ema[0]):
+            torch._foreach_lerp_(ema, current, weight)
+        else:  # integer buffers such as BatchNorm's num_batches_tracked
+            for e, c in zip(ema, current, strict=True):
+                e.copy_(c)
+
+    return update
+
+
+def _grad_norm(module: nn.Module) -> torch.Tensor:
+    return torch.nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None])

@@ -1,0 +1,53 @@
+"""DCGAN generator and discriminator (Radford et al., 2015), sized by the data's resolution."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ganforge.nets.layers import base_resolution, dcgan_init
+
+
+class DCGANGenerator(nn.Module):
+    """Transposed convolutions with BatchNorm and ReLU, tanh output in [-1, 1].
+
+    z is projected to ``base x base`` (4..7) and doubled until ``resolution``; channels halve
+    at each doubling, from ``width * 2**(n-1)`` down to ``width``.
+    """
+
+    def __init__(self, latent_dim: int = 100, channels: int = 1, resolution: int = 28, width: int = 64) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        base, doublings = base_resolution(resolution)
+        widths = [width * 2 ** (doublings - 1 - i) for i in range(doublings)]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, widths[0], base, 1, 0, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        ]
+        for c_in, c_out in zip(widths, widths[1:], strict=False):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
+
+
+class DCGANDiscriminator(nn.Module):
+    """Strided convolutions with LeakyReLU(0.2) (BatchNorm after the first), one logit per image."""
+
+    def __init__(self, channels: int = 1, resolution: int = 28, width: int = 64) -> None:
+        super().__init__()
+        base, doublings = base_resolution(resolution)
+        widths = [width * 2**i for i in range(doublings)]
+        layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        for c_in, c_out in zip(widths, widths[1:], strict=False):
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
+        layers += [nn.Conv2d(widths[-1], 1, base, 1, 0)]
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(x).flatten()

@@ -1,0 +1,33 @@
+"""Building blocks shared by the architectures."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """Radford et al. (2015): conv weights ~ N(0, 0.02); BatchNorm scale ~ N(1, 0.02), shift 0."""
+    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def base_resolution(resolution: int) -> tuple[int, int]:
+    """Split ``resolution`` into ``(base, n_doublings)`` with ``base * 2**n_doublings == resolution``.
+
+    Halves while the result stays an integer of at least 4, so 28 -> (7, 2), 32 -> (4, 3),
+    64 -> (4, 4): the nets then work at MNIST's native 28x28 as well as at powers of two.
+    """
+    if resolution < 4:
+        raise ValueError(f"resolution must be at least 4, got {resolution}")
+    base, doublings = resolution, 0
+    while base % 2 == 0 and base // 2 >= 4:
+        base //= 2
+        doublings += 1
+    if doublings == 0:
+        raise ValueError(f"resolution {resolution} cannot be reached by doubling from 4..7; use e.g. 28, 32 or 64")
+    return base, doublings
