@@ -13,13 +13,14 @@ class GenStepCheckpoint(ModelCheckpoint):
 
     Lightning's step counter advances once per optimizer step, i.e. ``n_critic + 1`` times
     per generator step; the conversion happens here so configs speak in generator steps.
-    Also saves at the end of training, so ``last.ckpt`` always holds the final state.
+    Also saves at the end of training, so ``last.ckpt`` always holds the final state. File
+    names carry no ``=`` so that they can be passed as ``ckpt_path=...`` without quoting.
     """
 
     def __init__(self, every_n_gen_steps: int = 1000, **kwargs: Any) -> None:
         kwargs.setdefault("save_last", True)
         kwargs.setdefault("save_top_k", -1)
-        kwargs.setdefault("filename", "gen_step={gen_step:07.0f}")
+        kwargs.setdefault("filename", "gen_step_{gen_step:07.0f}")
         kwargs.setdefault("auto_insert_metric_name", False)
         super().__init__(every_n_train_steps=every_n_gen_steps, **kwargs)
         self.every_n_gen_steps = every_n_gen_steps

@@ -26,11 +26,23 @@ class GANProgressBar(RichProgressBar):
         self._last = (now, shown)
         super().on_train_batch_end(trainer, pl_module, *args)
 
+    @property
+    def total_train_batches(self) -> int | float:
+        """Batches this run will take: Lightning's ``max_steps`` counts D and G optimizer steps."""
+        total = super().total_train_batches
+        n_critic = getattr(self.trainer.lightning_module, "n_critic", 1)
+        if self.trainer.max_steps > 0:
+            total = min(total, self.trainer.max_steps * n_critic // (n_critic + 1))
+        return total
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return f"epoch {current_epoch}"
+
     def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
         metrics = super().get_metrics(trainer, pl_module)
         shown = {k: f"{v:.3f}" for k, v in trainer.callback_metrics.items() if k in ("loss/d", "loss/g")}
         return {
-            "gen_step": getattr(pl_module, "generator_steps", 0),
+            "gen_step": str(getattr(pl_module, "generator_steps", 0)),
             "img/s": f"{self._rate:.0f}" if self._rate else "-",
             **shown,
             **{k: v for k, v in metrics.items() if k == "v_num"},

@@ -46,7 +46,7 @@ class SampleGrid(Callback):
             images = generator(z).float().cpu()
         grid = make_grid(images, nrow=self.nrow, normalize=True, value_range=(-1, 1), padding=2)
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        path = self.dirpath / f"gen_step={step:07d}.png"
+        path = self.dirpath / f"gen_step_{step:07d}.png"
         save_image(grid, path)
         log_image(trainer, "samples", grid, step)
         return path

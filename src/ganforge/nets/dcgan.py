@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import nn
 
@@ -11,7 +13,7 @@ from ganforge.nets.layers import base_resolution, dcgan_init
 class DCGANGenerator(nn.Module):
     """Transposed convolutions with BatchNorm and ReLU, tanh output in [-1, 1].
 
-    z is projected to ``base x base`` (4..7) and doubled until ``resolution``; channels halve
+    z is projected to ``base x base`` (see ``base_resolution``) and doubled until ``resolution``; channels halve
     at each doubling, from ``width * 2**(n-1)`` down to ``width``.
     """
 
@@ -25,8 +27,12 @@ class DCGANGenerator(nn.Module):
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
         ]
-        for c_in, c_out in zip(widths, widths[1:], strict=False):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        for c_in, c_out in pairwise(widths):
+            layers += [
+                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
         layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init)
@@ -43,8 +49,12 @@ class DCGANDiscriminator(nn.Module):
         base, doublings = base_resolution(resolution)
         widths = [width * 2**i for i in range(doublings)]
         layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
-        for c_in, c_out in zip(widths, widths[1:], strict=False):
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
+        for c_in, c_out in pairwise(widths):
+            layers += [
+                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
         layers += [nn.Conv2d(widths[-1], 1, base, 1, 0)]
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init)

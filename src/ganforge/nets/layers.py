@@ -20,7 +20,7 @@ def base_resolution(resolution: int) -> tuple[int, int]:
     """Split ``resolution`` into ``(base, n_doublings)`` with ``base * 2**n_doublings == resolution``.
 
     Halves while the result stays an integer of at least 4, so 28 -> (7, 2), 32 -> (4, 3),
-    64 -> (4, 4): the nets then work at MNIST's native 28x28 as well as at powers of two.
+    64 -> (4, 4), 36 -> (9, 2): the nets work at MNIST's native 28x28 as well as at powers of two.
     """
     if resolution < 4:
         raise ValueError(f"resolution must be at least 4, got {resolution}")
@@ -29,5 +29,5 @@ def base_resolution(resolution: int) -> tuple[int, int]:
         base //= 2
         doublings += 1
     if doublings == 0:
-        raise ValueError(f"resolution {resolution} cannot be reached by doubling from 4..7; use e.g. 28, 32 or 64")
+        raise ValueError(f"resolution {resolution} cannot be halved to a base of at least 4; use e.g. 28, 32 or 64")
     return base, doublings

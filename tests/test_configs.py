@@ -1,0 +1,90 @@
+"""Every option of every config group composes, and what it describes instantiates."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import get_class, instantiate
+from lightning.pytorch import LightningDataModule, Trainer
+from omegaconf import OmegaConf
+
+from ganforge.config import CONFIG_MODULE, build_module
+from ganforge.module import GANModule
+from ganforge.train import instantiate_group
+from tests.conftest import TINY, compose_config
+
+CONF = resources.files(CONFIG_MODULE)
+GROUPS = ["data", "model", "loss", "optim", "trainer", "logger", "callbacks", "paths", "experiment", "debug"]
+OPTIONS = [
+    (group, p.name.removesuffix(".yaml"))
+    for group in GROUPS
+    for p in sorted(CONF.joinpath(group).iterdir())
+    if p.name.endswith(".yaml")
+]
+
+
+def test_every_group_has_options() -> None:
+    """The option list below is not empty by accident."""
+    found = {group for group, _ in OPTIONS}
+    assert found == set(GROUPS)
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Path) -> None:
+    """Compose ``group=option`` and build the datamodule, GAN, callbacks, loggers and trainer it describes."""
+    overrides = [f"{group}={option}", f"paths.output_dir={tmp_path}"]
+    if group == "data" and option == "image_folder":
+        overrides.append(f"data.data_dir={tmp_path}")
+    cfg = compose_config("train", overrides)
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # every interpolation resolves
+
+    datamodule = instantiate(cfg.data)
+    assert isinstance(datamodule, LightningDataModule)
+    module = build_module(cfg)
+    assert isinstance(module, GANModule)
+    fake = module.generator(torch.randn(2, module.latent_dim))
+    assert fake.shape == (2, cfg.data.channels, cfg.data.resolution, cfg.data.resolution)
+    assert module.discriminator(fake).shape == (2,)
+    g_opt, d_opt = module.configure_optimizers()
+    assert g_opt.param_groups[0]["lr"] == cfg.optim.generator.lr
+    assert d_opt.param_groups[0]["lr"] == cfg.optim.discriminator.lr
+
+    callbacks = instantiate_group(cfg.callbacks)
+    loggers = instantiate_group(cfg.logger)
+    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+        assert get_class(cfg.trainer._target_) is Trainer  # composes; building it needs a GPU
+        return
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    assert isinstance(trainer, Trainer)
+    assert any(type(logger).__name__ == "CSVLogger" for logger in trainer.loggers) or trainer.fast_dev_run
+
+
+def test_data_config_alone_resizes_the_nets(tmp_path: Path) -> None:
+    """``data=cifar10`` makes the DCGAN produce 3x32x32 images with no model override."""
+    module = build_module(compose_config("train", ["data=cifar10", f"paths.output_dir={tmp_path}"]))
+    assert module.generator(torch.randn(3, module.latent_dim)).shape == (3, 3, 32, 32)
+    assert module.discriminator(torch.randn(3, 3, 32, 32)).shape == (3,)
+
+
+def test_default_is_the_fmnist_dcgan_experiment() -> None:
+    """A bare ganforge-train runs experiment fmnist_dcgan on Fashion-MNIST at its native 28x28."""
+    cfg = compose_config("train", [])
+    assert cfg.task_name == "fmnist_dcgan"
+    assert cfg.data._target_.endswith("FashionMNISTDataModule")
+    assert (cfg.data.channels, cfg.data.resolution) == (1, 28)
+
+
+def test_tiny_overrides_apply(tmp_path: Path) -> None:
+    """The tests' shrinking overrides reach the nets (guards the other tests' speed)."""
+    cfg = compose_config("train", [*TINY, f"paths.output_dir={tmp_path}"])
+    assert cfg.model.generator.width == 8
+    assert "progress_bar" not in cfg.callbacks
+
+
+def test_sample_config_composes() -> None:
+    """ganforge-sample's config has the documented defaults and requires ckpt."""
+    cfg = compose_config("sample", ["ckpt=x.ckpt"])
+    assert (cfg.n, cfg.out, cfg.ema) == (10000, "samples.npz", True)

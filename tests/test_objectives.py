@@ -1,0 +1,93 @@
+"""The non-saturating GAN objective: values, numerical stability and the generator's gradient."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from ganforge.objectives import NonSaturating, Objective
+
+REAL = torch.tensor([2.0, -1.0, 0.5, 0.0])
+FAKE = torch.tensor([-3.0, 1.5, 0.0, 4.0])
+
+
+def neg_log_sigmoid(x: float) -> float:
+    """-log(sigmoid(x)), written out from the definition."""
+    return -math.log(1.0 / (1.0 + math.exp(-x)))
+
+
+def test_d_loss_matches_hand_computed_value() -> None:
+    """d_loss = mean(-log sigmoid(real)) + mean(-log(1 - sigmoid(fake)))."""
+    real_term = sum(neg_log_sigmoid(r) for r in REAL.tolist()) / len(REAL)
+    fake_term = sum(-math.log(1.0 - 1.0 / (1.0 + math.exp(-f))) for f in FAKE.tolist()) / len(FAKE)
+    assert_close(NonSaturating().d_loss(REAL, FAKE), torch.tensor(real_term + fake_term))
+
+
+def test_g_loss_matches_hand_computed_value() -> None:
+    """g_loss = mean(-log sigmoid(fake)), the non-saturating generator loss."""
+    expected = sum(neg_log_sigmoid(f) for f in FAKE.tolist()) / len(FAKE)
+    assert_close(NonSaturating().g_loss(FAKE), torch.tensor(expected))
+
+
+def test_losses_at_zero_logits_are_log_two() -> None:
+    """An undecided D (all logits 0) gives d_loss = 2 log 2 and g_loss = log 2."""
+    zeros = torch.zeros(6)
+    assert_close(NonSaturating().d_loss(zeros, zeros), torch.tensor(2 * math.log(2.0)))
+    assert_close(NonSaturating().g_loss(zeros), torch.tensor(math.log(2.0)))
+
+
+def test_g_loss_ignores_real_logits() -> None:
+    """The non-saturating g_loss does not read real logits, and says so via g_uses_real."""
+    assert NonSaturating.g_uses_real is False
+    assert_close(NonSaturating().g_loss(FAKE, REAL), NonSaturating().g_loss(FAKE))
+
+
+@pytest.mark.parametrize("big", [100.0, 1000.0])
+def test_losses_are_stable_for_extreme_logits(big: float) -> None:
+    """Logits of +-big give finite losses with the right limits (0 when right, |logit| when wrong)."""
+    ns, pos, neg = NonSaturating(), torch.full((3,), big), torch.full((3,), -big)
+    assert_close(ns.d_loss(pos, neg), torch.tensor(0.0))  # D perfectly right
+    assert_close(ns.d_loss(neg, pos), torch.tensor(2 * big))  # D perfectly wrong: big + big
+    assert_close(ns.g_loss(pos), torch.tensor(0.0))
+    assert_close(ns.g_loss(neg), torch.tensor(big))
+
+
+@pytest.mark.parametrize("big", [100.0, 1000.0])
+def test_gradients_are_finite_for_extreme_logits(big: float) -> None:
+    """Gradients through both losses stay finite for saturated logits."""
+    real = torch.tensor([big, -big], requires_grad=True)
+    fake = torch.tensor([-big, big], requires_grad=True)
+    ns = NonSaturating()
+    (ns.d_loss(real, fake) + ns.g_loss(fake)).backward()
+    assert torch.isfinite(real.grad).all()
+    assert torch.isfinite(fake.grad).all()
+
+
+def test_generator_gradient_is_non_saturating() -> None:
+    """d g_loss / d fake = -(1 - sigmoid(fake)) / N, which is ~ -1/N when D rejects fakes confidently."""
+    fake = torch.tensor([-20.0, -3.0, 0.0, 2.5, 8.0], requires_grad=True)
+    NonSaturating().g_loss(fake).backward()
+    expected = -(1.0 - torch.sigmoid(fake.detach())) / fake.numel()
+    assert_close(fake.grad, expected)
+    assert_close(fake.grad[0], torch.tensor(-1.0 / fake.numel()))  # no vanishing gradient when D wins
+
+
+def test_discriminator_gradients_match_logistic_regression() -> None:
+    """d d_loss / d real = -(1 - sigmoid(real)) / N and d d_loss / d fake = sigmoid(fake) / N."""
+    real = REAL.clone().requires_grad_(True)
+    fake = FAKE.clone().requires_grad_(True)
+    NonSaturating().d_loss(real, fake).backward()
+    assert_close(real.grad, -(1.0 - torch.sigmoid(REAL)) / len(REAL))
+    assert_close(fake.grad, torch.sigmoid(FAKE) / len(FAKE))
+
+
+def test_base_objective_is_abstract() -> None:
+    """The Objective base class leaves both losses unimplemented and has a readable repr."""
+    with pytest.raises(NotImplementedError):
+        Objective().d_loss(REAL, FAKE)
+    with pytest.raises(NotImplementedError):
+        Objective().g_loss(FAKE)
+    assert repr(NonSaturating()) == "NonSaturating()"

@@ -1,0 +1,129 @@
+"""End to end: training runs, logs, checkpoints and resumes exactly."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganforge.config import CONFIG_MODULE, load_checkpoint
+from ganforge.train import train
+from tests.conftest import Compose, compose_config
+from tests.wandb_log import config as wandb_config
+from tests.wandb_log import summary as wandb_summary
+
+EXPERIMENTS = sorted(
+    p.stem for p in (Path(__import__(CONFIG_MODULE, fromlist=["x"]).__file__).parent / "experiment").glob("*.yaml")
+)
+
+
+def read_metrics(run: Path) -> list[dict[str, str]]:
+    with open(run / "csv" / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def column(rows: list[dict[str, str]], key: str) -> np.ndarray:
+    return np.array([float(r[key]) for r in rows if r.get(key)])
+
+
+def grid(run: Path, step: int) -> np.ndarray:
+    return np.asarray(Image.open(run / "samples" / f"gen_step_{step:07d}.png"), dtype=np.float64)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_fast_dev_run_of_every_experiment(experiment: str, tmp_path: Path) -> None:
+    """Each experiment, at its real size, runs one batch through D and G steps."""
+    metrics = train(compose_config("train", [f"experiment={experiment}", "debug=fdr", f"paths.output_dir={tmp_path}"]))
+    assert metrics["gen_step"] == 1.0
+    assert np.isfinite(metrics["loss/d"]) and np.isfinite(metrics["loss/g"])
+    assert (tmp_path / "samples" / "gen_step_0000001.png").is_file()
+
+
+def test_short_run_losses_move_and_samples_change(tiny_cfg: Compose, tmp_path: Path) -> None:
+    """60 generator steps: logged losses vary, the grid at step 60 differs from step 20, last.ckpt is written."""
+    train(tiny_cfg("max_gen_steps=60", "callbacks.samples.every_n_gen_steps=20", "trainer.log_every_n_steps=5"))
+    run = tmp_path / "run"
+    rows = read_metrics(run)
+    d_loss, g_loss = column(rows, "loss/d"), column(rows, "loss/g")
+    assert len(d_loss) >= 10 and len(g_loss) >= 10
+    assert d_loss.std() > 1e-3 and g_loss.std() > 1e-3
+    assert column(rows, "gen_step")[-1] == 60
+    assert np.abs(grid(run, 60) - grid(run, 20)).mean() > 2.0  # on the 0..255 scale
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert checkpoint["ganforge"]["generator_steps"] == 60
+    assert checkpoint["ganforge"]["images_shown"] == 60 * 16
+
+
+def test_n_critic_counts_generator_steps(tiny_cfg: Compose, tmp_path: Path) -> None:
+    """With n_critic=3, max_gen_steps=10 means 30 D steps, 10 G steps and 40 Lightning optimizer steps."""
+    train(tiny_cfg("n_critic=3", "max_gen_steps=10"))
+    checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert checkpoint["ganforge"]["generator_steps"] == 10
+    assert checkpoint["ganforge"]["discriminator_steps"] == 30
+    assert checkpoint["global_step"] == 40
+
+
+def test_checkpoints_every_n_generator_steps(tiny_cfg: Compose, tmp_path: Path) -> None:
+    """every_n_gen_steps=4 with n_critic=2 writes steps 4 and 8 (plus last.ckpt) for a 10-step run."""
+    train(tiny_cfg("n_critic=2", "max_gen_steps=10", "callbacks.checkpoint.every_n_gen_steps=4"))
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == ["gen_step_0000004.ckpt", "gen_step_0000008.ckpt", "last.ckpt"]
+    assert (
+        load_checkpoint(tmp_path / "run" / "checkpoints" / "gen_step_0000004.ckpt")["ganforge"]["generator_steps"] == 4
+    )
+
+
+@pytest.mark.parametrize("stop_at", ["end", "periodic"])
+def test_resume_equals_uninterrupted_run(tiny_cfg: Compose, tmp_path: Path, stop_at: str) -> None:
+    """Train 30 steps, resume to 70: counters continue and all weights, EMA and optimizer states are
+    bitwise equal to an uninterrupted 70-step run (same seed, CPU, deterministic kernels)."""
+    every = "callbacks.checkpoint.every_n_gen_steps=30"
+    if stop_at == "end":  # resume from the last.ckpt written when training stopped
+        train(tiny_cfg("max_gen_steps=30", out="first"))
+        ckpt = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    else:  # resume from a periodic checkpoint written mid-run
+        train(tiny_cfg("max_gen_steps=45", every, out="first"))
+        ckpt = tmp_path / "first" / "checkpoints" / "gen_step_0000030.ckpt"
+    train(tiny_cfg("max_gen_steps=70", f"ckpt_path={ckpt}", out="resumed"))
+    train(tiny_cfg("max_gen_steps=70", out="straight"))
+
+    resumed = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.ckpt")
+    for key in ("generator_steps", "discriminator_steps", "images_shown"):
+        assert resumed["ganforge"][key] == straight["ganforge"][key]
+    assert resumed["ganforge"]["generator_steps"] == 70
+    assert resumed["global_step"] == straight["global_step"] == 140
+    assert resumed["state_dict"].keys() == straight["state_dict"].keys()
+    assert any(k.startswith("generator_ema.") for k in straight["state_dict"])
+    for key, value in straight["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], value), key
+    for opt_resumed, opt_straight in zip(resumed["optimizer_states"], straight["optimizer_states"], strict=True):
+        for slot, state in opt_straight["state"].items():
+            for name, tensor in state.items():
+                assert torch.equal(opt_resumed["state"][slot][name], tensor), (slot, name)
+
+
+def test_wandb_offline_run_holds_losses_and_config(
+    tiny_cfg: Compose, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an API key W&B runs offline; its run log's summary holds the last logged losses and the config."""
+    for var in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train(tiny_cfg("logger=wandb", "max_gen_steps=30", "trainer.log_every_n_steps=5"))
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1
+    summary = wandb_summary(runs[0])
+    last = read_metrics(tmp_path / "run")[-1]
+    assert summary["loss/d"] == pytest.approx(float(last["loss/d"]), rel=1e-6)
+    assert summary["loss/g"] == pytest.approx(float(last["loss/g"]), rel=1e-6)
+    assert summary["gen_step"] == 30
+    assert summary["samples/_type"] == "images/separated"  # the final sample grid
+    logged = wandb_config(runs[0])
+    assert logged["model"]["generator"]["width"] == 8
+    assert logged["task_name"] == "fmnist_dcgan"
