@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -28,6 +29,12 @@ class GenStepCheckpoint(ModelCheckpoint):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         self._every_n_train_steps = self.every_n_gen_steps * (getattr(pl_module, "n_critic", 1) + 1)
+
+    def _monitor_candidates(self, trainer: Trainer) -> dict[str, Any]:
+        """Name files by the module's own counter (metrics are logged only every few batches)."""
+        return super()._monitor_candidates(trainer) | {
+            "gen_step": torch.tensor(trainer.lightning_module.generator_steps)
+        }
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._should_skip_saving_checkpoint(trainer):  # skips if this step is already saved

@@ -1,0 +1,21 @@
+"""Datasets as LightningDataModules, resolved offline-first."""
+
+from ganforge.data.datamodules import (
+    CelebADataModule,
+    CIFAR10DataModule,
+    FashionMNISTDataModule,
+    GANDataModule,
+    ImageFolderDataModule,
+    MNIST5kDataModule,
+    MNISTDataModule,
+)
+
+__all__ = [
+    "CIFAR10DataModule",
+    "CelebADataModule",
+    "FashionMNISTDataModule",
+    "GANDataModule",
+    "ImageFolderDataModule",
+    "MNIST5kDataModule",
+    "MNISTDataModule",
+]
