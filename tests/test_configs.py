@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from ganforge.config import CONFIG_MODULE, build_module
 from ganforge.module import GANModule
+from ganforge.nets.layers import sample_shape
 from ganforge.train import instantiate_group
 from tests.conftest import TINY, compose_config
 
@@ -38,6 +39,8 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Pat
     overrides = [f"{group}={option}", f"paths.output_dir={tmp_path}"]
     if group == "data" and option == "image_folder":
         overrides.append(f"data.data_dir={tmp_path}")
+    if group == "data" and option in ("ring", "grid"):
+        overrides.append("model=mlp")  # points, not images: the convolutional default does not apply
     cfg = compose_config("train", overrides)
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # every interpolation resolves
 
@@ -46,7 +49,7 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Pat
     module = build_module(cfg)
     assert isinstance(module, GANModule)
     fake = module.generator(torch.randn(2, module.latent_dim))
-    assert fake.shape == (2, cfg.data.channels, cfg.data.resolution, cfg.data.resolution)
+    assert fake.shape == (2, *sample_shape(cfg.data.channels, cfg.data.resolution))
     assert module.discriminator(fake).shape == (2,)
     g_opt, d_opt = module.configure_optimizers()
     assert g_opt.param_groups[0]["lr"] == cfg.optim.generator.lr
@@ -75,6 +78,13 @@ def test_default_is_the_fmnist_dcgan_experiment() -> None:
     assert cfg.task_name == "fmnist_dcgan"
     assert cfg.data._target_.endswith("FashionMNISTDataModule")
     assert (cfg.data.channels, cfg.data.resolution) == (1, 28)
+
+
+def test_dcgan_on_points_is_a_clear_error(tmp_path: Path) -> None:
+    """The convolutional nets refuse vector data and name the model to use instead."""
+    cfg = compose_config("train", ["data=ring", f"paths.output_dir={tmp_path}"])
+    with pytest.raises(Exception, match="model=mlp"):
+        build_module(cfg)
 
 
 def test_tiny_overrides_apply(tmp_path: Path) -> None:

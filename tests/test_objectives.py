@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from ganforge.objectives import NonSaturating, Objective
+from ganforge.nets import MLPDiscriminator
+from ganforge.objectives import Hinge, LeastSquares, Minimax, NonSaturating, Objective, Wasserstein
 
 REAL = torch.tensor([2.0, -1.0, 0.5, 0.0])
 FAKE = torch.tensor([-3.0, 1.5, 0.0, 4.0])
@@ -91,3 +92,73 @@ def test_base_objective_is_abstract() -> None:
     with pytest.raises(NotImplementedError):
         Objective().g_loss(FAKE)
     assert repr(NonSaturating()) == "NonSaturating()"
+
+
+# --- the other objectives, on fixed asymmetric logits ---------------------------------------
+
+REAL = torch.tensor([2.0, 0.5, -1.5])  # beyond, inside and on the wrong side of the hinge margin
+FAKE = torch.tensor([-2.0, 0.25, 1.0, -0.5])
+
+
+def test_minimax_matches_hand_computed_values() -> None:
+    """Minimax: same D loss as NS; G loss = mean log(1 - sigmoid(f)) = -mean softplus(f)."""
+    expected_d = (
+        sum(neg_log_sigmoid(r) for r in REAL.tolist()) / 3 + sum(neg_log_sigmoid(-f) for f in FAKE.tolist()) / 4
+    )
+    expected_g = sum(math.log(1 - 1 / (1 + math.exp(-f))) for f in FAKE.tolist()) / 4
+    assert_close(Minimax().d_loss(REAL, FAKE), torch.tensor(expected_d))
+    assert_close(Minimax().g_loss(FAKE), torch.tensor(expected_g))
+
+
+def test_saturating_vs_non_saturating_generator_gradients() -> None:
+    """dL_G/df: minimax -sigmoid(f)/N (vanishes when D rejects fakes), NS -(1 - sigmoid(f))/N (does not)."""
+    logits = torch.tensor([-8.0, 0.0, 3.0], requires_grad=True)
+    (g_minimax,) = torch.autograd.grad(Minimax().g_loss(logits), logits)
+    (g_ns,) = torch.autograd.grad(NonSaturating().g_loss(logits), logits)
+    s = torch.sigmoid(logits.detach())
+    assert_close(g_minimax, -s / 3)
+    assert_close(g_ns, -(1 - s) / 3)
+    assert g_minimax[0].abs() < 1e-3 < g_ns[0].abs()  # D confident the sample is fake: only NS still learns
+
+
+def test_hinge_matches_hand_computed_values() -> None:
+    """Hinge: mean relu(1 - r) + mean relu(1 + f); G: -mean f (margins only count inside them)."""
+    expected_d = (0 + 0.5 + 2.5) / 3 + (0 + 1.25 + 2.0 + 0.5) / 4
+    assert_close(Hinge().d_loss(REAL, FAKE), torch.tensor(expected_d))
+    assert_close(Hinge().g_loss(FAKE), torch.tensor(-(-2.0 + 0.25 + 1.0 - 0.5) / 4))
+
+
+@pytest.mark.parametrize(("a", "b", "c"), [(0.0, 1.0, 1.0), (-1.0, 1.0, 0.0)])
+def test_lsgan_matches_hand_computed_values(a: float, b: float, c: float) -> None:
+    """LSGAN: 1/2 mean (r - b)^2 + 1/2 mean (f - a)^2; G: 1/2 mean (f - c)^2, for both codings of Mao et al."""
+    objective = LeastSquares(a=a, b=b, c=c)
+    expected_d = 0.5 * sum((r - b) ** 2 for r in REAL.tolist()) / 3 + 0.5 * sum((f - a) ** 2 for f in FAKE.tolist()) / 4
+    assert_close(objective.d_loss(REAL, FAKE), torch.tensor(expected_d))
+    assert_close(objective.g_loss(FAKE), torch.tensor(0.5 * sum((f - c) ** 2 for f in FAKE.tolist()) / 4))
+
+
+def test_wasserstein_matches_hand_computed_values() -> None:
+    """WGAN critic loss mean f - mean r; G loss -mean f."""
+    assert_close(Wasserstein().d_loss(REAL, FAKE), FAKE.mean() - REAL.mean())
+    assert_close(Wasserstein().g_loss(FAKE), -FAKE.mean())
+
+
+def test_weight_clipping_bounds_every_weight_after_a_step() -> None:
+    """After an optimizer step with a large lr, constrain() puts every D weight in [-clip, clip]."""
+    net = MLPDiscriminator(width=16, depth=2, maxout=2)
+    optimizer = torch.optim.SGD(net.parameters(), lr=10.0)
+    objective = Wasserstein(clip=0.01)
+    loss = objective.d_loss(net(torch.randn(8, 2)), net(torch.randn(8, 2) + 1))
+    loss.backward()
+    optimizer.step()
+    assert max(p.abs().max().item() for p in net.parameters()) > 0.01  # the step left the box...
+    objective.constrain(net)
+    assert max(p.abs().max().item() for p in net.parameters()) <= 0.01  # ...and clipping brought it back
+
+
+def test_unclipped_wasserstein_leaves_weights_alone() -> None:
+    """With clip=None (WGAN-GP) constrain() changes nothing."""
+    net = MLPDiscriminator(width=8, depth=1, maxout=1)
+    before = [p.clone() for p in net.parameters()]
+    Wasserstein(clip=None).constrain(net)
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))

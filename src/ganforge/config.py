@@ -30,6 +30,7 @@ def wandb_offline() -> bool:
 
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("wandb_offline", wandb_offline, replace=True)
+    OmegaConf.register_new_resolver("mul", lambda a, b: a * b, replace=True)
 
 
 register_resolvers()
@@ -40,11 +41,13 @@ def build_module(cfg: DictConfig) -> GANModule:
     return GANModule(
         generator=instantiate(cfg.model.generator),
         discriminator=instantiate(cfg.model.discriminator),
-        objective=instantiate(cfg.loss),
+        objective=instantiate(cfg.loss.objective),
+        penalties={name: instantiate(block) for name, block in (cfg.loss.penalties or {}).items() if block},
         g_optimizer=instantiate(cfg.optim.generator),
         d_optimizer=instantiate(cfg.optim.discriminator),
         n_critic=cfg.n_critic,
         ema_decay=cfg.ema_decay,
+        pack=cfg.model.get("pack", 1),
     )
 
 

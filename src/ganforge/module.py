@@ -14,6 +14,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from ganforge.errors import TrainingDivergedError
 from ganforge.objectives import Objective
+from ganforge.penalties import Penalty
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 
@@ -49,10 +50,14 @@ class GANModule(LightningModule):
         d_optimizer: OptimizerFactory,
         n_critic: int = 1,
         ema_decay: float | None = 0.999,
+        penalties: dict[str, Penalty] | None = None,
+        pack: int = 1,
     ) -> None:
         super().__init__()
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        if pack < 1:
+            raise ValueError(f"model.pack must be >= 1, got {pack}")
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -60,6 +65,8 @@ class GANModule(LightningModule):
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
         self.n_critic = n_critic
+        self.penalties = dict(penalties or {})
+        self.pack = pack
         self.generator_ema: AveragedModel | None = None
         if ema_decay is not None:
             self.generator_ema = AveragedModel(generator, multi_avg_fn=ema_with_warmup(ema_decay), use_buffers=True)
@@ -81,6 +88,15 @@ class GANModule(LightningModule):
         if generator is not None:  # a seeded CPU stream, e.g. the fixed batch behind sample grids
             return torch.randn(n, self.latent_dim, generator=generator).to(self.device)
         return torch.randn(n, self.latent_dim, device=self.device)
+
+    def critic(self, x: torch.Tensor) -> torch.Tensor:
+        """D's logits for ``x``; with packing (PacGAN), one logit per ``pack`` consecutive samples,
+        which D sees concatenated along the feature/channel axis."""
+        if self.pack > 1:
+            if x.shape[0] % self.pack:
+                raise ValueError(f"batch size {x.shape[0]} is not divisible by model.pack={self.pack}")
+            x = x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:])
+        return self.discriminator(x)
 
     def configure_optimizers(self) -> list[Optimizer]:
         return [self.g_optimizer(self.generator.parameters()), self.d_optimizer(self.discriminator.parameters())]
@@ -115,14 +131,24 @@ class GANModule(LightningModule):
 
     def _discriminator_step(self, d_opt: Any, real: torch.Tensor, fake: torch.Tensor, log: bool) -> dict[str, Any]:
         with self.toggled_optimizer(d_opt):
-            real_logits = self.discriminator(real)
-            fake_logits = self.discriminator(fake)
+            real_logits = self.critic(real)
+            fake_logits = self.critic(fake)
             loss = self.objective.d_loss(real_logits, fake_logits)
+            logs = {"loss/d_adversarial": loss.detach()} if log and self.penalties else {}
+            for name, penalty in self.penalties.items():
+                if self.discriminator_steps % penalty.every == 0:
+                    with torch.autocast(self.device.type, enabled=False):  # penalties in float32
+                        value = penalty.value(self.critic, real.float(), fake.float(), real_logits)
+                    loss = loss + penalty.weight * penalty.every * value
+                    if log:
+                        logs[f"penalty/{name}"] = value.detach()
             self._check_finite(loss, "discriminator")
             d_opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
-            logs = {"grad_norm/d": _grad_norm(self.discriminator)} if log else {}
+            if log:
+                logs["grad_norm/d"] = _grad_norm(self.discriminator)
             d_opt.step()
+            self.objective.constrain(self.discriminator)
         self.discriminator_steps += 1
         self.images_shown += real.shape[0] * self.trainer.world_size
         if log:
@@ -135,8 +161,8 @@ class GANModule(LightningModule):
 
     def _generator_step(self, g_opt: Any, real: torch.Tensor, fake: torch.Tensor, log: bool) -> dict[str, Any]:
         with self.toggled_optimizer(g_opt):
-            real_logits = self.discriminator(real) if self.objective.g_uses_real else None
-            loss = self.objective.g_loss(self.discriminator(fake), real_logits)
+            real_logits = self.critic(real) if self.objective.g_uses_real else None
+            loss = self.objective.g_loss(self.critic(fake), real_logits)
             self._check_finite(loss, "generator")
             g_opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)

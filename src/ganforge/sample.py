@@ -1,4 +1,8 @@
-"""``ganforge-sample``: draw images from a checkpoint into an npz (uint8 NHWC, key ``arr_0``)."""
+"""``ganforge-sample``: draw samples from a checkpoint into an npz under key ``arr_0``.
+
+Images are stored as uint8 NHWC (the layout FID tools read); vector samples, such as
+2-D mixture points, as float32 of shape (N, D).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from omegaconf import DictConfig
 from torchvision.utils import save_image
 
 from ganforge.config import generator_from_checkpoint, load_checkpoint
+from ganforge.plots import scatter_png
 from ganforge.train import report_errors
 
 
@@ -30,13 +35,18 @@ def sample(cfg: DictConfig) -> Path:
     for start in range(0, cfg.n, cfg.batch_size):
         z = torch.randn(min(cfg.batch_size, cfg.n - start), generator.latent_dim, generator=rng)
         chunks.append(generator(z.to(device)).float().cpu())
-    images = torch.cat(chunks)
+    samples = torch.cat(chunks)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, arr_0=to_uint8_nhwc(images))
-    if cfg.grid:
-        save_image(images[: cfg.grid_n], cfg.grid, nrow=int(cfg.grid_n**0.5), normalize=True, value_range=(-1, 1))
-    print(f"wrote {len(images)} samples to {out}" + (f" and a grid to {cfg.grid}" if cfg.grid else ""))
+    if samples.dim() == 2:  # vectors such as 2-D mixture points: stored as they are
+        np.savez(out, arr_0=samples.numpy().astype(np.float32))
+        if cfg.grid:
+            scatter_png(samples, None, Path(cfg.grid), title=f"{len(samples)} samples")
+    else:
+        np.savez(out, arr_0=to_uint8_nhwc(samples))
+        if cfg.grid:
+            save_image(samples[: cfg.grid_n], cfg.grid, nrow=int(cfg.grid_n**0.5), normalize=True, value_range=(-1, 1))
+    print(f"wrote {len(samples)} samples to {out}" + (f" and a grid to {cfg.grid}" if cfg.grid else ""))
     return out
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+# Lightning warns that with manual optimization a step-triggered checkpoint holds the state
+# after the optimizer steps; that is the state ganforge means to save (it resumes from it).
+warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization", category=UserWarning)
 
 
 class GenStepCheckpoint(ModelCheckpoint):
@@ -29,6 +34,11 @@ class GenStepCheckpoint(ModelCheckpoint):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         self._every_n_train_steps = self.every_n_gen_steps * (getattr(pl_module, "n_critic", 1) + 1)
+
+    @property
+    def state_key(self) -> str:
+        """Keyed by the generator-step interval: ``every_n_train_steps`` is only known after setup."""
+        return self._generate_state_key(monitor=self.monitor, mode=self.mode, every_n_gen_steps=self.every_n_gen_steps)
 
     def _monitor_candidates(self, trainer: Trainer) -> dict[str, Any]:
         """Name files by the module's own counter (metrics are logged only every few batches)."""

@@ -9,12 +9,14 @@ from ganforge.data.datamodules import (
     MNIST5kDataModule,
     MNISTDataModule,
 )
+from ganforge.data.toy import GaussianMixtureDataModule
 
 __all__ = [
     "CIFAR10DataModule",
     "CelebADataModule",
     "FashionMNISTDataModule",
     "GANDataModule",
+    "GaussianMixtureDataModule",
     "ImageFolderDataModule",
     "MNIST5kDataModule",
     "MNISTDataModule",

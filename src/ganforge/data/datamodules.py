@@ -51,9 +51,10 @@ def collate_prebatched(batch: Batch) -> Batch:
 class GANDataModule(LightningDataModule):
     """What every dataset shares: resumable shuffling, per-rank sharding and [-1, 1] scaling.
 
-    Subclasses implement :meth:`load_split`. Batches travel as uint8 (4x less to copy) and
-    are scaled on the device in :meth:`on_after_batch_transfer`, which also counts the
-    batches consumed so that a checkpoint records the data position.
+    Subclasses implement :meth:`load_split`. Image batches travel as uint8 (4x less to copy)
+    and are scaled on the device in :meth:`on_after_batch_transfer` (float data, such as 2-D
+    points, passes through), which also counts the batches consumed so that a checkpoint
+    records the data position. ``resolution=None`` marks vector data.
     """
 
     name = "dataset"
@@ -64,7 +65,7 @@ class GANDataModule(LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         channels: int = 1,
-        resolution: int = 28,
+        resolution: int | None = 28,
         num_classes: int | None = None,
         seed: int = 0,
         download: bool = True,
@@ -115,7 +116,9 @@ class GANDataModule(LightningDataModule):
         if self.trainer is not None and self.trainer.training:
             self.batches_consumed += 1
         images, labels = batch
-        return images.float().div_(127.5).sub_(1.0), labels
+        if images.dtype == torch.uint8:
+            images = images.float().div_(127.5).sub_(1.0)
+        return images, labels
 
     def state_dict(self) -> dict[str, Any]:
         return {"batches_consumed": self.batches_consumed}

@@ -1,5 +1,6 @@
 """Plain ``nn.Module`` generators and discriminators; Hydra builds them via ``_target_``."""
 
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
 
-__all__ = ["DCGANDiscriminator", "DCGANGenerator"]
+__all__ = ["DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator", "MLPGenerator"]

@@ -7,7 +7,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from ganforge.nets.layers import base_resolution, dcgan_init
+from ganforge.nets.layers import base_resolution, dcgan_init, spectral_normalize
 
 
 class DCGANGenerator(nn.Module):
@@ -17,7 +17,14 @@ class DCGANGenerator(nn.Module):
     at each doubling, from ``width * 2**(n-1)`` down to ``width``.
     """
 
-    def __init__(self, latent_dim: int = 100, channels: int = 1, resolution: int = 28, width: int = 64) -> None:
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        channels: int = 1,
+        resolution: int = 28,
+        width: int = 64,
+        spectral_norm: bool = False,
+    ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         base, doublings = base_resolution(resolution)
@@ -36,6 +43,8 @@ class DCGANGenerator(nn.Module):
         layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init)
+        if spectral_norm:
+            spectral_normalize(self)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
@@ -44,7 +53,7 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """Strided convolutions with LeakyReLU(0.2) (BatchNorm after the first), one logit per image."""
 
-    def __init__(self, channels: int = 1, resolution: int = 28, width: int = 64) -> None:
+    def __init__(self, channels: int = 1, resolution: int = 28, width: int = 64, spectral_norm: bool = False) -> None:
         super().__init__()
         base, doublings = base_resolution(resolution)
         widths = [width * 2**i for i in range(doublings)]
@@ -58,6 +67,8 @@ class DCGANDiscriminator(nn.Module):
         layers += [nn.Conv2d(widths[-1], 1, base, 1, 0)]
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init)
+        if spectral_norm:
+            spectral_normalize(self)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x).flatten()

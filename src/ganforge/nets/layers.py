@@ -16,12 +16,14 @@ def dcgan_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def base_resolution(resolution: int) -> tuple[int, int]:
+def base_resolution(resolution: int | None) -> tuple[int, int]:
     """Split ``resolution`` into ``(base, n_doublings)`` with ``base * 2**n_doublings == resolution``.
 
     Halves while the result stays an integer of at least 4, so 28 -> (7, 2), 32 -> (4, 3),
     64 -> (4, 4), 36 -> (9, 2): the nets work at MNIST's native 28x28 as well as at powers of two.
     """
+    if resolution is None:
+        raise ValueError("convolutional nets need image data, but data.resolution is null (vector data); use model=mlp")
     if resolution < 4:
         raise ValueError(f"resolution must be at least 4, got {resolution}")
     base, doublings = resolution, 0
@@ -31,3 +33,16 @@ def base_resolution(resolution: int) -> tuple[int, int]:
     if doublings == 0:
         raise ValueError(f"resolution {resolution} cannot be halved to a base of at least 4; use e.g. 28, 32 or 64")
     return base, doublings
+
+
+def spectral_normalize(module: nn.Module) -> nn.Module:
+    """Spectral normalization (Miyato et al., 2018) on every conv and linear layer, via torch's parametrization."""
+    for child in list(module.modules()):
+        if isinstance(child, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            nn.utils.parametrizations.spectral_norm(child)
+    return module
+
+
+def sample_shape(channels: int, resolution: int | None) -> tuple[int, ...]:
+    """Shape of one sample: ``(channels, resolution, resolution)`` for images, ``(channels,)`` for vectors."""
+    return (channels,) if resolution is None else (channels, resolution, resolution)

@@ -1,0 +1,161 @@
+"""Mode-collapse benchmark on the 2-D ring and grid (PacGAN protocol, Lin et al. 2018, Table 1).
+
+For each dataset and each configuration compared, one Hydra multirun trains ``--seeds`` seeds
+(``ganforge-train -m experiment=<ring|grid> seed=0,1,...``). Every job scores 2,500 samples of
+its final (EMA, where enabled) generator with ganforge's ModeCoverage callback, which writes
+``mode_coverage.json`` into the job folder. The script aggregates mean ± standard error and
+writes a table in PacGAN's format into ``benchmarks/RESULTS.md`` (between markers), with the
+per-run wall time (from the job's config write to its final evaluation).
+
+    .venv/bin/python benchmarks/mode_collapse.py                 # all configurations, 5 seeds
+    .venv/bin/python benchmarks/mode_collapse.py --only ours --seeds 3
+
+The two datasets run as two concurrent multiruns, one CPU thread each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+BEGIN, END = "<!-- mode-collapse:begin -->", "<!-- mode-collapse:end -->"
+
+# name -> overrides on top of experiment=<ring|grid> (our best configuration). The baselines
+# use PacGAN's nets (model=mlp defaults: G 4x400 BN, D 3x200 maxout) and the same number of
+# generator steps, without our additions (EMA, penalty, ...).
+CONFIGS: dict[str, list[str]] = {
+    "GAN": ["loss=nonsaturating", "optim=adam", "model.pack=1", "ema_decay=null", "n_critic=1"],
+    "PacGAN2": ["loss=nonsaturating", "optim=adam", "model.pack=2", "ema_decay=null", "n_critic=1"],
+    "PacGAN4": ["loss=nonsaturating", "optim=adam", "model.pack=4", "ema_decay=null", "n_critic=1"],
+    "WGAN-GP": ["loss=wgan_gp", "model.pack=1", "ema_decay=null"],
+    "ours": [],
+}
+PUBLISHED = """| PacGAN paper: GAN | 6.3 | 98.2 | 0.45 | 17.3 | 94.8 | 0.70 |
+| PacGAN paper: PacGAN2 | 7.9 | 95.6 | 0.07 | 23.8 | 91.3 | 0.13 |
+| PacGAN paper: PacGAN4 | 7.8 | 95.9 | 0.07 | 24.8 | 93.6 | 0.04 |"""
+
+
+def multirun(dataset: str, name: str, seeds: int, out: Path, extra: list[str]) -> subprocess.Popen:
+    sweep_dir = out / dataset / name
+    cmd = [
+        str(Path(sys.executable).parent / "ganforge-train"),
+        "-m",
+        f"experiment={dataset}",
+        f"seed={','.join(str(s) for s in range(seeds))}",
+        *CONFIGS[name],
+        *extra,
+        "logger=csv",
+        "~callbacks.progress_bar",
+        "trainer.enable_progress_bar=false",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    log = open(out / f"{dataset}-{name}.log", "w")  # noqa: SIM115 - closed when the process ends
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def collect(sweep_dir: Path) -> list[dict[str, float]]:
+    runs = []
+    for result in sorted(sweep_dir.glob("*/mode_coverage.json")):
+        scores = json.loads(result.read_text())
+        scores["seconds"] = result.stat().st_mtime - (result.parent / ".hydra" / "config.yaml").stat().st_mtime
+        runs.append(scores)
+    return runs
+
+
+def mean_se(values: list[float], digits: int) -> str:
+    mean = statistics.fmean(values)
+    se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+    return f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def table(results: dict[tuple[str, str], list[dict[str, float]]], names: list[str]) -> str:
+    rows = [
+        "| method | ring modes (max 8) | ring HQ % | ring rev-KL | grid modes (max 25) | grid HQ % | grid rev-KL "
+        "| seeds | s/run (max) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        cells, seconds, seeds = [], [], []
+        for dataset in ("ring", "grid"):
+            runs = results.get((dataset, name), [])
+            seeds.append(len(runs))
+            seconds += [r["seconds"] for r in runs]
+            if not runs:
+                cells += ["–"] * 3
+                continue
+            cells += [
+                mean_se([r["modes"] for r in runs], 1),
+                mean_se([r["high_quality"] for r in runs], 1),
+                mean_se([r["reverse_kl"] for r in runs], 3),
+            ]
+        label = "**ganforge (experiment=ring / grid)**" if name == "ours" else f"{name} (ours, same protocol)"
+        timing = f"{statistics.median(seconds):.0f} ({max(seconds):.0f})" if seconds else "–"
+        rows.append(f"| {label} | " + " | ".join(cells) + f" | {'/'.join(map(str, seeds))} | {timing} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--only", nargs="*", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "mode_collapse")
+    parser.add_argument("--no-write", action="store_true", help="print the table but leave RESULTS.md alone")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
+    args = parser.parse_args()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    results = {}
+    for name in args.only:
+        procs = {ds: multirun(ds, name, args.seeds, args.out, args.overrides) for ds in ("ring", "grid")}
+        for dataset, proc in procs.items():
+            if proc.wait() != 0:
+                print(f"warning: {dataset}/{name} exited with {proc.returncode}; see {args.out}/{dataset}-{name}.log")
+            results[(dataset, name)] = collect(args.out / dataset / name)
+            print(
+                f"{dataset:4s} {name:8s}",
+                [f"{r['modes']:.0f}/{r['high_quality']:.1f}/{r['reverse_kl']:.3f}" for r in results[(dataset, name)]],
+            )
+
+    command = "python benchmarks/mode_collapse.py " + " ".join(sys.argv[1:])
+    section = f"""{BEGIN}
+## Mode collapse: 2-D ring and grid (PacGAN protocol)
+
+- Protocol (docs in `../shared/PROTOCOLS.md`): ring of 8 Gaussians (σ 0.01) and grid of 25 (σ 0.05); 2,500 samples
+  of the final generator (the EMA generator where `ema_decay` is set); a sample is high quality (HQ) within 3σ of
+  its nearest centre; a mode is captured by ≥ 1 HQ sample; reverse KL(p_gen ‖ uniform) over the nearest-centre
+  histogram, natural log. Mean ± standard error over seeds {", ".join(str(s) for s in range(args.seeds))}
+  (one Hydra multirun per row and dataset).
+- Machine: {platform.platform()}, {os.cpu_count()} cores, one torch thread per run, two runs at a time.
+  Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. Command: `{command.strip()}`
+  (total {time.perf_counter() - started:.0f} s). s/run = median (max) wall seconds of one training run, set-up included.
+
+{table(results, args.only)}
+{PUBLISHED}
+
+PacGAN's numbers are from its Table 1 (10 trials, its own training schedule); ours are measured here under the
+protocol above with every configuration trained for the same number of generator steps.
+{END}"""
+    print(section)
+    if not args.no_write:
+        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+        if BEGIN in text:
+            text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
+        else:
+            text = text.rstrip() + "\n\n" + section + "\n"
+        RESULTS.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Multilayer perceptrons (Goodfellow et al., 2014), the nets of the 2-D mode-collapse benchmark.
+
+They work on vectors (``resolution=None``: 2-D toy mixtures) and on flattened images.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ganforge.nets.layers import sample_shape, spectral_normalize
+
+
+class Maxout(nn.Module):
+    """Maxout unit (Goodfellow et al., 2013): the max over ``pieces`` linear maps."""
+
+    def __init__(self, in_features: int, out_features: int, pieces: int) -> None:
+        super().__init__()
+        self.pieces = pieces
+        self.linear = nn.Linear(in_features, out_features * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).view(x.shape[0], -1, self.pieces).amax(dim=-1)
+
+
+class MLPGenerator(nn.Module):
+    """``depth`` hidden ReLU layers of ``width`` units (BatchNorm optional); linear output for
+    vectors, tanh for images."""
+
+    def __init__(
+        self,
+        latent_dim: int = 2,
+        channels: int = 2,
+        resolution: int | None = None,
+        width: int = 400,
+        depth: int = 4,
+        batch_norm: bool = True,
+        spectral_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.shape = sample_shape(channels, resolution)
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers.append(nn.Linear(latent_dim if i == 0 else width, width))
+            layers += [nn.BatchNorm1d(width)] if batch_norm else []
+            layers.append(nn.ReLU(inplace=True))
+        layers.append(nn.Linear(width if depth else latent_dim, math.prod(self.shape)))
+        layers += [nn.Tanh()] if resolution is not None else []
+        self.net = nn.Sequential(*layers)
+        if spectral_norm:
+            spectral_normalize(self)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(z.flatten(1)).view(z.shape[0], *self.shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """``depth`` hidden layers of ``width`` units: maxout with ``maxout`` pieces, or
+    LeakyReLU(0.2) when ``maxout=1``; one logit per sample."""
+
+    def __init__(
+        self,
+        channels: int = 2,
+        resolution: int | None = None,
+        width: int = 200,
+        depth: int = 3,
+        maxout: int = 5,
+        batch_norm: bool = False,
+        spectral_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        in_features = math.prod(sample_shape(channels, resolution))
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            n_in = in_features if i == 0 else width
+            if maxout > 1:
+                layers.append(Maxout(n_in, width, maxout))
+            else:
+                layers += [nn.Linear(n_in, width), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [nn.BatchNorm1d(width)] if batch_norm else []
+        layers.append(nn.Linear(width if depth else in_features, 1))
+        self.net = nn.Sequential(*layers)
+        if spectral_norm:
+            spectral_normalize(self)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(x.flatten(1)).flatten()
