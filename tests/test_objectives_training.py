@@ -67,3 +67,20 @@ def test_every_penalty_trains_with_any_objective(penalty: str, tmp_path: Path) -
     assert torch.isfinite(torch.tensor(value))
     weight = cfg.loss.penalties[penalty].weight
     assert metrics["loss/d"] == pytest.approx(metrics["loss/d_adversarial"] + weight * value, rel=1e-5, abs=1e-6)
+
+
+def test_lr_schedule_steps_once_per_generator_step(tmp_path: Path) -> None:
+    """LinearLR 1 -> 0.5 over 20 steps, after 10 generator steps (n_critic=2): both lrs at 0.75x."""
+    schedule = (
+        "{_target_:torch.optim.lr_scheduler.LinearLR,_partial_:true,start_factor:1.0,end_factor:0.5,total_iters:20}"
+    )
+    train(
+        compose_config(
+            "train",
+            [*TINY, "n_critic=2", "max_gen_steps=10", f"optim.scheduler={schedule}", f"paths.output_dir={tmp_path}"],
+        )
+    )
+    checkpoint = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    for state in checkpoint["optimizer_states"]:
+        assert state["param_groups"][0]["lr"] == pytest.approx(2e-4 * 0.75)
+    assert [s["last_epoch"] for s in checkpoint["lr_schedulers"]] == [10, 10]

@@ -43,21 +43,21 @@ def records(path: Path) -> Iterator[wandb_internal_pb2.Record]:
             yield record
 
 
-def summary(path: Path) -> dict[str, Any]:
-    """The run summary: the last value of every logged key."""
+def _updates(path: Path, kind: str) -> dict[str, Any]:
+    """The latest value of every key in the log's ``summary`` or ``config`` records."""
     values: dict[str, Any] = {}
     for record in records(path):
-        if record.WhichOneof("record_type") == "summary":
-            for item in record.summary.update:
+        if record.WhichOneof("record_type") == kind:
+            for item in getattr(record, kind).update:
                 values[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return values
+
+
+def summary(path: Path) -> dict[str, Any]:
+    """The run summary: the last value of every logged key."""
+    return _updates(path, "summary")
 
 
 def config(path: Path) -> dict[str, Any]:
     """The run config (hyperparameters) as logged."""
-    values: dict[str, Any] = {}
-    for record in records(path):
-        if record.WhichOneof("record_type") == "config":
-            for item in record.config.update:
-                values[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
-    return values
+    return _updates(path, "config")

@@ -48,6 +48,7 @@ def build_module(cfg: DictConfig) -> GANModule:
         n_critic=cfg.n_critic,
         ema_decay=cfg.ema_decay,
         pack=cfg.model.get("pack", 1),
+        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
     )
 
 

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.swa_utils import AveragedModel
 
 from ganforge.errors import TrainingDivergedError
@@ -17,6 +18,7 @@ from ganforge.objectives import Objective
 from ganforge.penalties import Penalty
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+SchedulerFactory = Callable[[Optimizer], LRScheduler]
 
 
 @contextlib.contextmanager
@@ -52,6 +54,7 @@ class GANModule(LightningModule):
         ema_decay: float | None = 0.999,
         penalties: dict[str, Penalty] | None = None,
         pack: int = 1,
+        scheduler: SchedulerFactory | None = None,
     ) -> None:
         super().__init__()
         if n_critic < 1:
@@ -65,6 +68,7 @@ class GANModule(LightningModule):
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
         self.n_critic = n_critic
+        self.scheduler = scheduler
         self.penalties = dict(penalties or {})
         self.pack = pack
         self.generator_ema: AveragedModel | None = None
@@ -89,6 +93,13 @@ class GANModule(LightningModule):
             return torch.randn(n, self.latent_dim, generator=generator).to(self.device)
         return torch.randn(n, self.latent_dim, device=self.device)
 
+    @torch.no_grad()
+    def generate(self, n: int, seed: int) -> torch.Tensor:
+        """``n`` samples (on the CPU) of the sampling generator, in eval mode, from latents seeded by ``seed``."""
+        z = self.sample_latent(n, generator=torch.Generator().manual_seed(seed))
+        with eval_mode(self.sampling_generator) as generator:
+            return generator(z).float().cpu()
+
     def critic(self, x: torch.Tensor) -> torch.Tensor:
         """D's logits for ``x``; with packing (PacGAN), one logit per ``pack`` consecutive samples,
         which D sees concatenated along the feature/channel axis."""
@@ -98,8 +109,11 @@ class GANModule(LightningModule):
             x = x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:])
         return self.discriminator(x)
 
-    def configure_optimizers(self) -> list[Optimizer]:
-        return [self.g_optimizer(self.generator.parameters()), self.d_optimizer(self.discriminator.parameters())]
+    def configure_optimizers(self) -> Any:
+        optimizers = [self.g_optimizer(self.generator.parameters()), self.d_optimizer(self.discriminator.parameters())]
+        if self.scheduler is None:
+            return optimizers
+        return optimizers, [self.scheduler(optimizer) for optimizer in optimizers]
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         real, _ = batch
@@ -170,6 +184,8 @@ class GANModule(LightningModule):
             g_opt.step()
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.generator)
+        for scheduler in self.lr_schedulers() if self.scheduler is not None else []:
+            scheduler.step()  # once per generator step, for G and D alike
         self.generator_steps += 1
         return logs
 

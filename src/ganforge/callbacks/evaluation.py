@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 
 from ganforge.callbacks.sample_grid import log_image
+from ganforge.callbacks.schedule import EveryNGenSteps
 from ganforge.metrics.mode_coverage import mode_coverage
-from ganforge.module import GANModule, eval_mode
+from ganforge.module import GANModule
 from ganforge.plots import scatter_png
 
 
@@ -29,7 +30,7 @@ def log_metrics(trainer: Trainer, metrics: dict[str, float]) -> None:
     trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
 
 
-class ModeCoverage(Callback):
+class ModeCoverage(EveryNGenSteps):
     """Every ``every_n_gen_steps`` generator steps and at the end, score ``n`` samples of the
     (EMA) generator against the datamodule's mixture: modes captured, % high quality, reverse KL.
 
@@ -38,41 +39,31 @@ class ModeCoverage(Callback):
     """
 
     def __init__(self, dirpath: str, every_n_gen_steps: int = 1000, n: int = 2500, seed: int = 0) -> None:
+        super().__init__(every_n_gen_steps)
         self.dirpath = Path(dirpath)
-        self.every_n_gen_steps = every_n_gen_steps
         self.n = n
         self.seed = seed
-        self._last_step = -1
+        self.latest: dict[str, float] = {}
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
-        step = pl_module.generator_steps
-        if step % self.every_n_gen_steps == 0 and step != self._last_step:
-            self.evaluate(trainer, pl_module)
-
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        metrics = self.evaluate(trainer, pl_module) if pl_module.generator_steps != self._last_step else self._last
-        if trainer.is_global_zero:
-            (self.dirpath / "mode_coverage.json").write_text(json.dumps(metrics, indent=2) + "\n")
-
-    @torch.no_grad()
-    def evaluate(self, trainer: Trainer, pl_module: GANModule) -> dict[str, float]:
+    def run(self, trainer: Trainer, pl_module: GANModule) -> None:
         datamodule = trainer.datamodule
         if not hasattr(datamodule, "centres"):
             raise TypeError("ModeCoverage needs a mixture datamodule (data=ring or data=grid)")
-        z = pl_module.sample_latent(self.n, generator=torch.Generator().manual_seed(self.seed))
-        with eval_mode(pl_module.sampling_generator) as generator:
-            samples = generator(z).float().cpu()
+        step = pl_module.generator_steps
+        samples = pl_module.generate(self.n, self.seed)
         scores = mode_coverage(samples, datamodule.centres, datamodule.std)
-        self._last_step = step = pl_module.generator_steps
-        self._last = {"gen_step": step, **scores}
+        self.latest = {"gen_step": step, **scores}
         log_metrics(trainer, {f"mode/{k}": v for k, v in scores.items()})
         self._plot(trainer, samples, datamodule.centres, step, scores)
-        return self._last
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if trainer.is_global_zero:
+            (self.dirpath / "mode_coverage.json").write_text(json.dumps(self.latest, indent=2) + "\n")
 
     @rank_zero_only
     def _plot(self, trainer: Trainer, samples: torch.Tensor, centres: torch.Tensor, step: int, scores: dict) -> None:
-        title = (
-            f"step {step}: {scores['modes']:.0f} modes, {scores['high_quality']:.1f}% HQ, KL {scores['reverse_kl']:.3f}"
-        )
+        modes, hq, kl = scores["modes"], scores["high_quality"], scores["reverse_kl"]
+        title = f"step {step}: {modes:.0f} modes, {hq:.1f}% high quality, reverse KL {kl:.3f}"
         image = scatter_png(samples, centres, self.dirpath / "scatter" / f"gen_step_{step:07d}.png", title)
         log_image(trainer, "scatter", image, step)

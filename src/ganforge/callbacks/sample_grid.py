@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import make_grid, save_image
 
-from ganforge.module import GANModule, eval_mode
+from ganforge.callbacks.schedule import EveryNGenSteps
+from ganforge.module import GANModule
 
 
-class SampleGrid(Callback):
+class SampleGrid(EveryNGenSteps):
     """Every ``every_n_gen_steps`` generator steps (and at the end), render ``n`` samples.
 
     The latents are drawn once from ``seed``, so successive grids show how the same
@@ -21,35 +22,21 @@ class SampleGrid(Callback):
     """
 
     def __init__(self, dirpath: str, every_n_gen_steps: int = 500, n: int = 64, nrow: int = 8, seed: int = 0) -> None:
+        super().__init__(every_n_gen_steps)
         self.dirpath = Path(dirpath)
-        self.every_n_gen_steps = every_n_gen_steps
         self.n = n
         self.nrow = nrow
         self.seed = seed
-        self._last_step = -1
-
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
-        step = pl_module.generator_steps
-        if step % self.every_n_gen_steps == 0 and step != self._last_step:
-            self.render(trainer, pl_module)
-
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if pl_module.generator_steps != self._last_step:
-            self.render(trainer, pl_module)
 
     @rank_zero_only
-    def render(self, trainer: Trainer, pl_module: GANModule) -> Path:
-        """Write the grid for the current generator step and log it; returns the PNG's path."""
-        self._last_step = step = pl_module.generator_steps
-        z = pl_module.sample_latent(self.n, generator=torch.Generator().manual_seed(self.seed))
-        with eval_mode(pl_module.sampling_generator) as generator:
-            images = generator(z).float().cpu()
+    def run(self, trainer: Trainer, pl_module: GANModule) -> None:
+        """Write the grid for the current generator step as a PNG and log it."""
+        step = pl_module.generator_steps
+        images = pl_module.generate(self.n, self.seed)
         grid = make_grid(images, nrow=self.nrow, normalize=True, value_range=(-1, 1), padding=2)
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        path = self.dirpath / f"gen_step_{step:07d}.png"
-        save_image(grid, path)
+        save_image(grid, self.dirpath / f"gen_step_{step:07d}.png")
         log_image(trainer, "samples", grid, step)
-        return path
 
 
 def log_image(trainer: Trainer, key: str, image: torch.Tensor, gen_step: int) -> None:

@@ -1,0 +1,32 @@
+"""A callback that acts on a generator-step schedule."""
+
+from __future__ import annotations
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+
+class EveryNGenSteps(Callback):
+    """Calls :meth:`run` every ``every_n_gen_steps`` generator steps and once more when training
+    ends (unless that step was just handled), so the final state is always covered."""
+
+    def __init__(self, every_n_gen_steps: int) -> None:
+        if every_n_gen_steps < 1:
+            raise ValueError(f"every_n_gen_steps must be >= 1, got {every_n_gen_steps}")
+        self.every_n_gen_steps = every_n_gen_steps
+        self._last_step = -1
+
+    def run(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        raise NotImplementedError
+
+    def _maybe_run(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        step = pl_module.generator_steps
+        if step != self._last_step:
+            self._last_step = step
+            self.run(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
+        if pl_module.generator_steps % self.every_n_gen_steps == 0:
+            self._maybe_run(trainer, pl_module)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._maybe_run(trainer, pl_module)
