@@ -8,7 +8,7 @@ writes a table in PacGAN's format into ``benchmarks/RESULTS.md`` (between marker
 per-run wall time (from the job's config write to its final evaluation).
 
     .venv/bin/python benchmarks/mode_collapse.py                 # all configurations, 5 seeds
-    .venv/bin/python benchmarks/mode_collapse.py --only ours --seeds 3
+    .venv/bin/python benchmarks/mode_collapse.py --only GAN      # (re)run one row; the table keeps the others
 
 The two datasets run as two concurrent multiruns, one CPU thread each.
 """
@@ -23,7 +23,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,10 +52,10 @@ CONFIGS: dict[str, list[str]] = {
     "WGAN-GP": [*PACGAN_NETS, "loss=wgan_gp", "optim.generator.lr=1e-4", "optim.discriminator.lr=1e-4"],
     "ours": [],
 }
-PUBLISHED = """| PacGAN paper: GAN | 6.3 | 98.2 | 0.45 | 17.3 | 94.8 | 0.70 | 10 | – |
-| PacGAN paper: PacGAN2 | 7.9 | 95.6 | 0.07 | 23.8 | 91.3 | 0.13 | 10 | – |
-| PacGAN paper: PacGAN4 | 7.8 | 95.9 | 0.07 | 24.8 | 93.6 | 0.04 | 10 | – |
-| target for experiment=ring / grid | 8.0 | ≥ 97 | ≤ 0.05 | 25.0 | ≥ 95 | ≤ 0.03 | ≥ 5 | ≤ 120 |"""
+PUBLISHED = """| PacGAN paper: GAN | 6.3 | 98.2 | 0.45 | 17.3 | 94.8 | 0.70 | 10 | – | – |
+| PacGAN paper: PacGAN2 | 7.9 | 95.6 | 0.07 | 23.8 | 91.3 | 0.13 | 10 | – | – |
+| PacGAN paper: PacGAN4 | 7.8 | 95.9 | 0.07 | 24.8 | 93.6 | 0.04 | 10 | – | – |
+| target for experiment=ring / grid | 8.0 | ≥ 97 | ≤ 0.05 | 25.0 | ≥ 95 | ≤ 0.03 | ≥ 5 | ≤ 120 | – |"""
 
 
 def multirun(dataset: str, name: str, seeds: int, out: Path, extra: list[str]) -> subprocess.Popen:
@@ -83,6 +82,7 @@ def collect(sweep_dir: Path) -> list[dict[str, float]]:
     for result in sorted(sweep_dir.glob("*/mode_coverage.json")):
         scores = json.loads(result.read_text())
         scores["seconds"] = result.stat().st_mtime - (result.parent / ".hydra" / "config.yaml").stat().st_mtime
+        scores["finished"] = result.stat().st_mtime
         runs.append(scores)
     return runs
 
@@ -96,15 +96,16 @@ def mean_se(values: list[float], digits: int) -> str:
 def table(results: dict[tuple[str, str], list[dict[str, float]]], names: list[str]) -> str:
     rows = [
         "| method | ring modes (max 8) | ring HQ % | ring rev-KL | grid modes (max 25) | grid HQ % | grid rev-KL "
-        "| seeds | s/run (max) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| seeds | s/run (max) | measured (UTC) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
-        cells, seconds, seeds = [], [], []
+        cells, seconds, seeds, finished = [], [], [], []
         for dataset in ("ring", "grid"):
             runs = results.get((dataset, name), [])
             seeds.append(len(runs))
             seconds += [r["seconds"] for r in runs]
+            finished += [r["finished"] for r in runs]
             if not runs:
                 cells += ["–"] * 3
                 continue
@@ -115,7 +116,12 @@ def table(results: dict[tuple[str, str], list[dict[str, float]]], names: list[st
             ]
         label = "**ganforge (experiment=ring / grid)**" if name == "ours" else f"{name} (ours, same protocol)"
         timing = f"{statistics.median(seconds):.0f} ({max(seconds):.0f})" if seconds else "–"
-        rows.append(f"| {label} | " + " | ".join(cells) + f" | {'/'.join(map(str, seeds))} | {timing} |")
+        when = (
+            f"{datetime.datetime.fromtimestamp(max(finished), datetime.timezone.utc):%Y-%m-%d %H:%M}"
+            if finished
+            else "–"
+        )
+        rows.append(f"| {label} | " + " | ".join(cells) + f" | {'/'.join(map(str, seeds))} | {timing} | {when} |")
     return "\n".join(rows)
 
 
@@ -129,18 +135,18 @@ def main() -> None:
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    results = {}
     for name in args.only:
         procs = {ds: multirun(ds, name, args.seeds, args.out, args.overrides) for ds in ("ring", "grid")}
         for dataset, proc in procs.items():
             if proc.wait() != 0:
                 print(f"warning: {dataset}/{name} exited with {proc.returncode}; see {args.out}/{dataset}-{name}.log")
-            results[(dataset, name)] = collect(args.out / dataset / name)
-            print(
-                f"{dataset:4s} {name:8s}",
-                [f"{r['modes']:.0f}/{r['high_quality']:.1f}/{r['reverse_kl']:.3f}" for r in results[(dataset, name)]],
-            )
+    # The table covers every configuration with results under --out, so rows can be (re)run one at a time.
+    results = {(ds, name): collect(args.out / ds / name) for ds in ("ring", "grid") for name in CONFIGS}
+    names = [name for name in CONFIGS if results[("ring", name)] or results[("grid", name)]]
+    for (dataset, name), runs in results.items():
+        if runs:
+            scores = [f"{r['modes']:.0f}/{r['high_quality']:.1f}/{r['reverse_kl']:.3f}" for r in runs]
+            print(f"{dataset:4s} {name:8s} modes/HQ/KL per seed:", *scores)
 
     command = "python benchmarks/mode_collapse.py " + " ".join(sys.argv[1:])
     section = f"""{BEGIN}
@@ -152,10 +158,11 @@ def main() -> None:
   histogram, natural log. Mean ± standard error over seeds {", ".join(str(s) for s in range(args.seeds))}
   (one Hydra multirun per row and dataset).
 - Machine: {platform.platform()}, {os.cpu_count()} cores, one torch thread per run, two runs at a time.
-  Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. Command: `{command.strip()}`
-  (total {time.perf_counter() - started:.0f} s). s/run = median (max) wall seconds of one training run, set-up included.
+  Table written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `{command.strip()}` (rows run
+  by earlier invocations are kept; "measured" dates each row). s/run = median (max) wall seconds of one training
+  run, set-up included.
 
-{table(results, args.only)}
+{table(results, names)}
 {PUBLISHED}
 
 PacGAN's numbers are from its Table 1 (10 trials, its own training schedule); ours are measured here under the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +164,7 @@ class _TorchvisionInMemory(GANDataModule):
         )
 
 
-def _disabled(reason: str):
+def _disabled(reason: str) -> Callable[[], Split]:
     def fail() -> Split:
         raise DatasetNotFoundError(f"disabled ({reason})")
 

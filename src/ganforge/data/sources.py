@@ -10,6 +10,7 @@ import struct
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -17,21 +18,21 @@ import torch
 from ganforge.errors import DatasetNotFoundError
 
 Split = tuple[torch.Tensor, torch.Tensor]
+T = TypeVar("T")
 
 #: Where Debian's ``dataset-fashion-mnist`` package installs the IDX files.
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
-def first_available(name: str, attempts: Sequence[tuple[str, Callable[[], Split]]], fix: str) -> Split:
+def first_available(name: str, attempts: Sequence[tuple[str, Callable[[], T]]], fix: str) -> T:
     """Return the first attempt that loads; otherwise raise one error listing every attempt."""
     failures = []
     for label, load in attempts:
         try:
             return load()
         except Exception as err:  # noqa: BLE001 - every failure is reported below
-            failures.append(
-                f"  - {label}: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
-            )
+            text = str(err).strip()
+            failures.append(f"  - {label}: {text.splitlines()[0] if text else type(err).__name__}")
     tried = "\n".join(failures) if failures else "  (no source enabled)"
     raise DatasetNotFoundError(f"{name} could not be loaded. Tried:\n{tried}\nFix: {fix}")
 
