@@ -1,0 +1,58 @@
+"""The checkpoint-exploration notebook runs end to end on a checkpoint trained here."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbformat import NotebookNode
+
+from ganforge.train import train
+from tests.conftest import Compose
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "explore_checkpoint.ipynb"
+
+
+def cell(notebook: NotebookNode, marker: str) -> NotebookNode:
+    """The one code cell whose source holds ``marker``: assertions survive cells being added or moved."""
+    (found,) = (c for c in notebook.cells if c.cell_type == "code" and marker in c.source)
+    return found
+
+
+def stdout(code_cell: NotebookNode) -> str:
+    return "".join(o.text for o in code_cell.outputs if o.output_type == "stream" and o.name == "stdout")
+
+
+def has_image(code_cell: NotebookNode) -> bool:
+    return any("image/png" in o.get("data", {}) for o in code_cell.outputs)
+
+
+def test_explore_checkpoint_notebook(tiny_cfg: Compose, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a 4-step MNIST-5k run: every cell runs, the grids are images and the domain FID of 200 samples is finite."""
+    # The notebook computes the metric itself; the training-time metric callbacks would only cost time.
+    train(tiny_cfg("data=mnist_5k", "max_gen_steps=4", "~callbacks.image_metrics", "~callbacks.best_checkpoint"))
+    monkeypatch.setenv("GANFORGE_CKPT", str(tmp_path / "run" / "checkpoints" / "last.ckpt"))
+    monkeypatch.setenv("GANFORGE_N_METRIC", "200")
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    # "python3" is the ipykernel of this interpreter's environment (jupyter_client's native kernel);
+    # execute() raises CellExecutionError on the first cell that errors.
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+
+    run = stdout(cell(notebook, "load_checkpoint(CKPT)"))
+    assert "MNIST5kDataModule" in run and "4 G steps" in run and "EMA generator" in run
+    assert has_image(cell(notebook, "show(next(generate_batches"))
+    assert has_image(cell(notebook, "slerp(ends[0], ends[1]"))
+    assert "unconditional model" in stdout(cell(notebook, "num_classes"))
+
+    metric = stdout(cell(notebook, "ImageScorer("))
+    scores = {name: float(value) for name, value in re.findall(r"^\s*(\w+): (\S+)$", metric, re.MULTILINE)}
+    assert scores.keys() >= {"fid", "kid", "is", "precision", "recall"}
+    assert math.isfinite(scores["fid"]) and scores["fid"] > 0
+    assert 1 - 1e-4 <= scores["is"] <= 10  # IS lies between 1 and the number of classes
+    assert "200 samples of the EMA generator" in metric and "200 images of the MNIST-5k train split" in metric
+    assert "domain:mnist:" in metric and "ganforge-eval floor=true data=mnist_5k metrics.n_samples=200" in metric
