@@ -13,7 +13,9 @@ optimizers, seed and algorithm:
 The ganforge side is what ``ganforge-train`` runs: ``build_module(cfg)`` and the configured
 ``FashionMNISTDataModule``, fitted by a ``lightning.Trainer`` built from ``cfg.trainer`` with no
 logger (or a CSV logger, ``--logger csv``), no checkpointing, no progress bar, no model summary
-and none of ganforge's callbacks, so that only the training loop is measured. Its extras over
+and none of ganforge's callbacks, so that only the training loop is measured (``--metrics`` adds
+the image-metrics callback with its evaluations scheduled after the timed steps: what it costs
+the training steps between two evaluations). Its extras over
 the plain loop (gradient norms, finiteness checks, ``self.log_dict``, Lightning's loop, hooks and
 DataLoader) are exactly the overhead this benchmark is meant to expose.
 
@@ -73,6 +75,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=None, help="default: the experiment's data.batch_size")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave as is)")
     parser.add_argument("--logger", choices=["none", "csv"], default="none", help="Lightning logger (default: none)")
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="add the image-metrics callback (FID/KID/IS) to the ganforge side, scheduled after the timed steps",
+    )
     parser.add_argument(
         "--override", action="append", default=[], metavar="KEY=VALUE", help="extra Hydra override (repeatable)"
     )
@@ -215,9 +222,12 @@ def ganforge_repeat(
     """Seconds for ``--steps`` iterations of Lightning's training loop, inside one ``trainer.fit``."""
     timer = BlockTimer(args.warmup, args.steps)
     logger: CSVLogger | bool = CSVLogger(output_dir, name="csv") if args.logger == "csv" else False
+    callbacks: list[Callback] = [timer]
+    if args.metrics:  # its per-batch schedule check is timed; its evaluations (at fit end) are not
+        callbacks.append(instantiate(cfg.callbacks.image_metrics, every_n_gen_steps=10**9))
     trainer: Trainer = instantiate(
         cfg.trainer,
-        callbacks=[timer],
+        callbacks=callbacks,
         logger=logger,
         max_steps=optimizer_steps(module, args.warmup + args.steps),
         enable_checkpointing=False,
@@ -266,7 +276,10 @@ def main() -> None:
             f" | batch {batch_size} | n_critic {cfg.n_critic} | ema_decay {cfg.ema_decay}"
             f" | train images {len(images)} {tuple(images.shape[1:])} {images.dtype}"
         )
-        print(f"logger: {args.logger} | steps/repeat {args.steps} | warm-up {args.warmup} | repeats {args.repeats}")
+        print(
+            f"logger: {args.logger} | metrics callback: {'on' if args.metrics else 'off'} | steps/repeat {args.steps}"
+            f" | warm-up {args.warmup} | repeats {args.repeats}"
+        )
         print()
         print(f"{'repeat':>6}  {'plain img/s':>12}  {'ganforge img/s':>14}  {'ratio':>6}")
         plain_rates: list[float] = []

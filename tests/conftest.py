@@ -6,8 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
+from torch_fidelity import feature_extractor_inceptionv3 as fidelity_inception
 
 from ganforge.config import CONFIG_MODULE
 
@@ -20,9 +22,36 @@ TINY = [
     "~callbacks.progress_bar",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
+    "metrics.n_samples=100",
+    "metrics.n_real=100",
+    "metrics.batch_size=50",
+    "metrics.scorer.kid_subset_size=50",
 ]
 
 Compose = Callable[..., DictConfig]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the whole session (real-data features are reused across tests), never ~/.cache."""
+    return tmp_path_factory.mktemp("ganforge-cache")
+
+
+@pytest.fixture(scope="session")
+def random_inception_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random Inception-v3 weights in the real file's layout (the real file needs a network)."""
+    path = tmp_path_factory.mktemp("inception") / "inception.pth"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fidelity_inception, "load_state_dict_from_url", lambda *a, **k: None)
+        patch.setattr(fidelity_inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        net = fidelity_inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    torch.save(net.state_dict(), path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GANFORGE_CACHE_DIR", str(cache_dir))
 
 
 def compose_config(config_name: str, overrides: list[str]) -> DictConfig:

@@ -34,9 +34,14 @@ def test_every_group_has_options() -> None:
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Path) -> None:
-    """Compose ``group=option`` and build the datamodule, GAN, callbacks, loggers and trainer it describes."""
+def test_option_composes_and_instantiates(
+    group: str, option: str, tmp_path: Path, random_inception_weights: Path
+) -> None:
+    """Compose ``group=option`` and build the datamodule, GAN, callbacks, loggers and trainer it describes.
+
+    Data without a domain classifier is scored in Inception features: offline, from a weights file."""
     overrides = [f"{group}={option}", f"paths.output_dir={tmp_path}"]
+    overrides.append(f"metrics.features.weights_path={random_inception_weights}")
     if group == "data" and option == "image_folder":
         overrides.append(f"data.data_dir={tmp_path}")
     if group == "data" and option in ("ring", "grid"):

@@ -12,7 +12,8 @@ from torch.optim import SGD
 from torch.utils.data import DataLoader, TensorDataset
 
 from ganforge.errors import TrainingDivergedError
-from ganforge.module import GANModule, OptimizerFactory, ema_with_warmup, eval_mode
+from ganforge.generation import eval_mode
+from ganforge.module import GANModule, OptimizerFactory, ema_with_warmup
 from ganforge.nets import DCGANDiscriminator, DCGANGenerator
 from ganforge.objectives import NonSaturating
 
@@ -234,13 +235,17 @@ def test_no_ema_samples_from_generator() -> None:
     assert not any(name.startswith("generator_ema") for name in module.state_dict())
 
 
-def test_sample_latent_shape_and_seeded_stream() -> None:
-    """sample_latent gives (n, latent_dim); a seeded generator makes it reproducible."""
+def test_sample_latent_shape_and_generate_is_seeded() -> None:
+    """sample_latent gives (n, latent_dim); generate(n, seed) is reproducible, differs across seeds,
+    leaves the global random stream untouched and restores training mode."""
     module = make_module()
     assert module.sample_latent(5).shape == (5, LATENT)
-    a = module.sample_latent(3, generator=torch.Generator().manual_seed(2))
-    b = module.sample_latent(3, generator=torch.Generator().manual_seed(2))
-    assert torch.equal(a, b)
+    module.train()
+    state = torch.random.get_rng_state()
+    a, b, c = module.generate(4, seed=2), module.generate(4, seed=2), module.generate(4, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert module.sampling_generator.training
 
 
 # --- divergence ------------------------------------------------------------------------------

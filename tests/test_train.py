@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ import torch
 from PIL import Image
 
 from ganforge.config import CONFIG_MODULE, load_checkpoint
+from ganforge.evaluate import evaluate
 from ganforge.train import train
-from tests.conftest import Compose, compose_config
+from tests.conftest import TINY, Compose, compose_config
 from tests.wandb_log import config as wandb_config
 from tests.wandb_log import summary as wandb_summary
 
@@ -69,13 +71,40 @@ def test_n_critic_counts_generator_steps(tiny_cfg: Compose, tmp_path: Path) -> N
 
 
 def test_checkpoints_every_n_generator_steps(tiny_cfg: Compose, tmp_path: Path) -> None:
-    """every_n_gen_steps=4 with n_critic=2 writes steps 4 and 8 (plus last.ckpt) for a 10-step run."""
+    """every_n_gen_steps=4 with n_critic=2 writes steps 4 and 8 (plus last.ckpt and best.ckpt) for a 10-step run."""
     train(tiny_cfg("n_critic=2", "max_gen_steps=10", "callbacks.checkpoint.every_n_gen_steps=4"))
     names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
-    assert names == ["gen_step_0000004.ckpt", "gen_step_0000008.ckpt", "last.ckpt"]
+    assert names == ["best.ckpt", "gen_step_0000004.ckpt", "gen_step_0000008.ckpt", "last.ckpt"]
     assert (
         load_checkpoint(tmp_path / "run" / "checkpoints" / "gen_step_0000004.ckpt")["ganforge"]["generator_steps"] == 4
     )
+
+
+def test_image_metrics_are_logged_and_best_checkpoint_has_the_lowest_fid(tiny_cfg: Compose, tmp_path: Path) -> None:
+    """Evaluations every 4 generator steps (and at the end) log FID/KID/IS/precision/recall; best.ckpt
+    is the evaluated state with the lowest FID; metrics.json states the protocol; ganforge-eval of
+    last.ckpt with the same settings reproduces the final scores."""
+    train(tiny_cfg("max_gen_steps=10", "metrics.every_n_gen_steps=4"))
+    run = tmp_path / "run"
+    rows = [r for r in read_metrics(run) if r.get("metrics/fid")]
+    assert [int(float(r["gen_step"])) for r in rows] == [4, 8, 10]
+    for key in ("fid", "kid", "kid_std", "is", "is_std", "precision", "recall"):
+        assert all(np.isfinite(float(r[f"metrics/{key}"])) for r in rows), key
+    fids = {int(float(r["gen_step"])): float(r["metrics/fid"]) for r in rows}
+    best = load_checkpoint(run / "checkpoints" / "best.ckpt")["ganforge"]["generator_steps"]
+    assert fids[best] == min(fids.values())
+
+    result = json.loads((run / "metrics.json").read_text())
+    assert result["gen_step"] == 10 and result["metrics"]["fid"] == pytest.approx(fids[10], rel=1e-6)
+    protocol = result["protocol"]
+    assert protocol["n_generated"] == 100 and protocol["n_reference"] == 100
+    assert protocol["reference"].startswith("Fashion-MNIST train split")
+    assert protocol["extractor"].startswith("domain:fashion_mnist:")
+
+    overrides = [o for o in TINY if o.startswith("metrics.")]
+    again = evaluate(compose_config("eval", [f"ckpt={run / 'checkpoints' / 'last.ckpt'}", *overrides]))
+    assert again["metrics"] == pytest.approx(result["metrics"], rel=1e-5)
+    assert again["protocol"]["reference"] == protocol["reference"]
 
 
 @pytest.mark.parametrize("stop_at", ["end", "periodic"])
@@ -111,7 +140,8 @@ def test_resume_equals_uninterrupted_run(tiny_cfg: Compose, tmp_path: Path, stop
 def test_wandb_offline_run_holds_losses_and_config(
     tiny_cfg: Compose, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without an API key W&B runs offline; its run log's summary holds the last logged losses and the config."""
+    """Without an API key W&B runs offline; its run log's summary holds the last logged losses, the final
+    image metrics and the config."""
     for var in ("WANDB_API_KEY", "WANDB_MODE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
@@ -120,11 +150,13 @@ def test_wandb_offline_run_holds_losses_and_config(
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
     summary = wandb_summary(runs[0])
-    last = read_metrics(tmp_path / "run")[-1]
+    last = [row for row in read_metrics(tmp_path / "run") if row.get("loss/d")][-1]
     assert summary["loss/d"] == pytest.approx(float(last["loss/d"]), rel=1e-6)
     assert summary["loss/g"] == pytest.approx(float(last["loss/g"]), rel=1e-6)
     assert summary["gen_step"] == 30
     assert summary["samples/_type"] == "images/separated"  # the final sample grid
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
+    assert summary["metrics/fid"] == pytest.approx(final["fid"], rel=1e-6)  # the final evaluation
     logged = wandb_config(runs[0])
     assert logged["model"]["generator"]["width"] == 8
     assert logged["task_name"] == "fmnist_dcgan"

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ganforge.errors import CheckpointError
+from ganforge.errors import CheckpointError, GanforgeError
 from ganforge.module import GANModule
 
 #: The packaged Hydra configs; ``conf/`` at the repository root links here.
@@ -28,12 +29,29 @@ def wandb_offline() -> bool:
         return True
 
 
+def domain_of(target: str) -> str | None:
+    """The ``domain`` (domain-classifier name) of a datamodule class given by its ``_target_``."""
+    return getattr(get_class(target), "domain", None)
+
+
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("wandb_offline", wandb_offline, replace=True)
+    OmegaConf.register_new_resolver("domain_of", domain_of, replace=True)
     OmegaConf.register_new_resolver("mul", lambda a, b: a * b, replace=True)
 
 
 register_resolvers()
+
+
+def build(node: Any, **kwargs: Any) -> Any:
+    """Hydra's ``instantiate``, except that a user error (:class:`GanforgeError`) raised while building
+    the object comes out as itself, so the entry points print its message instead of a traceback."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, GanforgeError):
+            raise err.__cause__ from None
+        raise
 
 
 def build_module(cfg: DictConfig) -> GANModule:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -14,23 +13,12 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.swa_utils import AveragedModel
 
 from ganforge.errors import TrainingDivergedError
+from ganforge.generation import generate_batches
 from ganforge.objectives import Objective
 from ganforge.penalties import Penalty
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
-
-
-@contextlib.contextmanager
-def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
-    """Run ``module`` in eval mode and without autograd, restoring its mode afterwards."""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            yield module
-    finally:
-        module.train(was_training)
 
 
 class GANModule(LightningModule):
@@ -88,17 +76,12 @@ class GANModule(LightningModule):
         """The generator used for samples and metrics: the EMA copy when there is one."""
         return self.generator_ema.module if self.generator_ema is not None else self.generator
 
-    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        if generator is not None:  # a seeded CPU stream, e.g. the fixed batch behind sample grids
-            return torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+    def sample_latent(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=self.device)
 
-    @torch.no_grad()
     def generate(self, n: int, seed: int) -> torch.Tensor:
         """``n`` samples (on the CPU) of the sampling generator, in eval mode, from latents seeded by ``seed``."""
-        z = self.sample_latent(n, generator=torch.Generator().manual_seed(seed))
-        with eval_mode(self.sampling_generator) as generator:
-            return generator(z).float().cpu()
+        return torch.cat(list(generate_batches(self.sampling_generator, n, seed, batch_size=n))).cpu()
 
     def critic(self, x: torch.Tensor) -> torch.Tensor:
         """D's logits for ``x``; with packing (PacGAN), one logit per ``pack`` consecutive samples,

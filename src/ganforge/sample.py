@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from torchvision.utils import save_image
 
 from ganforge.config import generator_from_checkpoint, load_checkpoint
+from ganforge.generation import generate_batches
 from ganforge.plots import scatter_png
 from ganforge.train import report_errors
 
@@ -30,12 +31,7 @@ def sample(cfg: DictConfig) -> Path:
     generator, _ = generator_from_checkpoint(checkpoint, ema=cfg.ema)
     device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     generator.to(device)
-    rng = torch.Generator().manual_seed(cfg.seed)
-    chunks = []
-    for start in range(0, cfg.n, cfg.batch_size):
-        z = torch.randn(min(cfg.batch_size, cfg.n - start), generator.latent_dim, generator=rng)
-        chunks.append(generator(z.to(device)).float().cpu())
-    samples = torch.cat(chunks)
+    samples = torch.cat([x.cpu() for x in generate_batches(generator, cfg.n, cfg.seed, cfg.batch_size, device)])
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if samples.dim() == 2:  # vectors such as 2-D mixture points: stored as they are

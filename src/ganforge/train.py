@@ -7,18 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 import hydra
-from hydra.utils import instantiate
 from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from ganforge.config import build_module, load_checkpoint
+from ganforge.config import build, build_module, load_checkpoint
 from ganforge.errors import GanforgeError
 
 
 def instantiate_group(blocks: DictConfig | None) -> list[Any]:
     """Instantiate a dict of named blocks (``callbacks``, ``logger``), skipping disabled (null) ones."""
-    return [instantiate(block) for block in (blocks or {}).values() if block]
+    return [build(block) for block in (blocks or {}).values() if block]
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -26,13 +25,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     seed_everything(cfg.seed, workers=True)
     if cfg.ckpt_path:
         load_checkpoint(cfg.ckpt_path)  # fail early and clearly on a bad file
-    datamodule = instantiate(cfg.data)
+    datamodule = build(cfg.data)
     module = build_module(cfg)
     module.save_hyperparameters(OmegaConf.to_container(cfg, resolve=True))  # -> loggers and checkpoints
     callbacks: list[Callback] = instantiate_group(cfg.callbacks)
     loggers: list[Logger] = instantiate_group(cfg.logger)
     max_steps = cfg.max_gen_steps * (cfg.n_critic + 1) if cfg.max_gen_steps else -1  # Lightning counts D and G steps
-    trainer: Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=max_steps)
+    trainer: Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=max_steps)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     finally:

@@ -19,7 +19,8 @@ class GenStepCheckpoint(ModelCheckpoint):
 
     Lightning's step counter advances once per optimizer step, i.e. ``n_critic + 1`` times
     per generator step; the conversion happens here so configs speak in generator steps.
-    Also saves at the end of training, so ``last.ckpt`` always holds the final state. File
+    Also saves at the end of training, so ``last.ckpt`` always holds the final state (and a
+    ``monitor``-ed top-k, such as ``best.ckpt`` by FID, sees the final evaluation). File
     names carry no ``=`` so that they can be passed as ``ckpt_path=...`` without quoting.
     """
 
@@ -47,5 +48,9 @@ class GenStepCheckpoint(ModelCheckpoint):
         }
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self._should_skip_saving_checkpoint(trainer):  # skips if this step is already saved
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if self._should_skip_saving_checkpoint(trainer):  # this step is already saved
+            return
+        candidates = self._monitor_candidates(trainer)
+        if self.monitor is not None and self.monitor in candidates:  # e.g. the final evaluation's FID
+            self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -11,13 +12,17 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from ganforge.callbacks.sample_grid import log_image
 from ganforge.callbacks.schedule import EveryNGenSteps
+from ganforge.generation import generate_batches
+from ganforge.metrics.features import FeatureExtractor
+from ganforge.metrics.image_metrics import ImageScorer, extract, split_features
 from ganforge.metrics.mode_coverage import mode_coverage
 from ganforge.module import GANModule
 from ganforge.plots import scatter_png
 
 
 def log_metrics(trainer: Trainer, metrics: dict[str, float]) -> None:
-    """Write evaluation metrics to every logger now and expose them in ``trainer.callback_metrics``.
+    """Write evaluation metrics (with ``gen_step``) to every logger now and expose them in
+    ``trainer.callback_metrics``.
 
     Evaluations run on their own schedule (every N generator steps, and after the last
     step) rather than on the batches Lightning writes, so they go to the loggers directly,
@@ -25,6 +30,7 @@ def log_metrics(trainer: Trainer, metrics: dict[str, float]) -> None:
     ``callback_metrics`` makes them visible to checkpoint monitors and to sweeps.
     """
     step = trainer.fit_loop.epoch_loop._batches_that_stepped
+    metrics = {**metrics, "gen_step": float(trainer.lightning_module.generator_steps)}
     for logger in trainer.loggers:
         logger.log_metrics(metrics, step=step)
     trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
@@ -67,3 +73,75 @@ class ModeCoverage(EveryNGenSteps):
         title = f"step {step}: {modes:.0f} modes, {hq:.1f}% high quality, reverse KL {kl:.3f}"
         image = scatter_png(samples, centres, self.dirpath / "scatter" / f"gen_step_{step:07d}.png", title)
         log_image(trainer, "scatter", image, step)
+
+
+class ImageMetrics(EveryNGenSteps):
+    """Every ``every_n_gen_steps`` generator steps and at the end, score ``n_samples`` images of
+    the (EMA) generator against ``n_real`` images of the ``reference_split``, in the space of
+    ``features``: FID, KID, IS and precision/recall (see :class:`~ganforge.metrics.ImageScorer`).
+
+    The generated images come from latents seeded by ``seed`` (the same every evaluation); real
+    features are cached on disk under ``cache_dir``. Logs ``metrics/<name>`` to every logger
+    and writes the last scores with their protocol to ``metrics.json`` in ``dirpath``.
+    """
+
+    def __init__(
+        self,
+        features: FeatureExtractor,
+        dirpath: str,
+        every_n_gen_steps: int = 1000,
+        n_samples: int = 10_000,
+        n_real: int = 10_000,
+        reference_split: str = "train",
+        batch_size: int = 500,
+        seed: int = 0,
+        cache_dir: str | None = None,
+        scorer: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(every_n_gen_steps)
+        self.features = features
+        self.dirpath = Path(dirpath)
+        self.n_samples = n_samples
+        self.n_real = n_real
+        self.reference_split = reference_split
+        self.batch_size = batch_size
+        self.seed = seed
+        self.cache_dir = cache_dir
+        self.scorer_options = dict(scorer or {})
+        self.scorer: ImageScorer | None = None
+        self.latest: dict[str, float] = {}
+        self.latest_step = 0
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.scorer is not None:
+            return
+        self.features.to(pl_module.device)
+        reference = split_features(
+            trainer.datamodule, self.features, self.reference_split, self.n_real, self.seed, self.batch_size,
+            self.cache_dir, pl_module.device,
+        )  # fmt: skip
+        self.scorer = ImageScorer(reference, seed=self.seed, **self.scorer_options).to(pl_module.device)
+
+    def run(self, trainer: Trainer, pl_module: GANModule) -> None:
+        assert self.scorer is not None, "setup() builds the scorer"
+        images = generate_batches(pl_module.sampling_generator, self.n_samples, self.seed, self.batch_size)
+        scores = self.scorer.score(*extract(self.features, images, pl_module.device))
+        self.latest, self.latest_step = scores, pl_module.generator_steps
+        log_metrics(trainer, {f"metrics/{k}": v for k, v in scores.items()})
+
+    def protocol(self, trainer: Trainer) -> dict[str, Any]:
+        """What the numbers mean: counts, reference split, extractor, estimator settings."""
+        assert self.scorer is not None
+        return {
+            "generated": f"{self.n_samples} samples of the EMA generator (latent seed {self.seed})",
+            "n_generated": self.n_samples,
+            "reference": f"{trainer.datamodule.name} {self.reference_split} split, seeded subset (seed {self.seed})",
+            "extractor": self.features.identity,
+            **self.scorer.protocol(),
+        }
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if trainer.is_global_zero and self.latest:
+            result = {"gen_step": self.latest_step, "metrics": self.latest, "protocol": self.protocol(trainer)}
+            (self.dirpath / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")

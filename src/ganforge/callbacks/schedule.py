@@ -6,8 +6,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 
 class EveryNGenSteps(Callback):
-    """Calls :meth:`run` every ``every_n_gen_steps`` generator steps and once more when training
-    ends (unless that step was just handled), so the final state is always covered."""
+    """Calls :meth:`run` every ``every_n_gen_steps`` generator steps (not before the first) and
+    once more when training ends (unless that step was just handled), so the final state is
+    always covered."""
 
     def __init__(self, every_n_gen_steps: int) -> None:
         if every_n_gen_steps < 1:
@@ -25,7 +26,8 @@ class EveryNGenSteps(Callback):
             self.run(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
-        if pl_module.generator_steps % self.every_n_gen_steps == 0:
+        step = pl_module.generator_steps
+        if step and step % self.every_n_gen_steps == 0:  # step 0: the D steps before the first G step
             self._maybe_run(trainer, pl_module)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -1,0 +1,123 @@
+"""``ganforge-eval``: FID / KID / IS / precision-recall of a checkpoint, a samples file, or real data.
+
+    ganforge-eval ckpt=RUN/checkpoints/last.ckpt                      # EMA generator, the run's data
+    ganforge-eval samples=samples.npz data=fashion_mnist metrics/features=domain
+    ganforge-eval floor=true data=fashion_mnist                       # real-data floor: test vs train split
+
+Prints the scores and writes them, with their protocol, as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, open_dict
+
+from ganforge.config import build, generator_from_checkpoint, load_checkpoint
+from ganforge.errors import GanforgeError
+from ganforge.generation import generate_batches
+from ganforge.metrics import ImageScorer, extract, split_features
+from ganforge.metrics.image_metrics import split_images
+from ganforge.train import report_errors
+
+
+def load_samples(path: str | Path) -> torch.Tensor:
+    """uint8 NHWC images under ``arr_0`` (as ganforge-sample writes them) -> uint8 NCHW."""
+    file = Path(path)
+    if not file.is_file():
+        raise GanforgeError(
+            f"samples file {str(file)!r} does not exist; write one with ganforge-sample ckpt=... out=..."
+        )
+    with np.load(file) as npz:
+        if "arr_0" not in npz:
+            raise GanforgeError(f"{str(file)!r} has no arr_0; expected uint8 images N x H x W x C under arr_0")
+        images = npz["arr_0"]
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise GanforgeError(
+            f"{str(file)!r}: arr_0 is {images.dtype} of shape {images.shape}; expected uint8 images N x H x W x C"
+        )
+    return torch.from_numpy(images).permute(0, 3, 1, 2)
+
+
+def _device(name: str) -> torch.device:
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+def _generated(cfg: DictConfig, device: torch.device) -> tuple[Iterable[torch.Tensor], int, str, DictConfig]:
+    """The images to score, how many, what they are, and the data config they are compared with."""
+    m = cfg.metrics
+    if sum(bool(x) for x in (cfg.ckpt, cfg.samples, cfg.floor)) != 1:
+        raise GanforgeError("give exactly one of ckpt=PATH, samples=PATH.npz or floor=true")
+    if cfg.ckpt:
+        generator, run_cfg = generator_from_checkpoint(load_checkpoint(cfg.ckpt), ema=cfg.ema)
+        kind = "EMA generator" if cfg.ema else "generator"
+        what = f"{m.n_samples} samples of the {kind} of {cfg.ckpt} (latent seed {m.seed})"
+        data = cfg.get("data") or run_cfg.data
+        return generate_batches(generator.to(device), m.n_samples, m.seed, m.batch_size), m.n_samples, what, data
+    if not cfg.get("data"):
+        raise GanforgeError("name the reference data: data=fashion_mnist (or another data config)")
+    if cfg.samples:
+        images = load_samples(cfg.samples)
+        return images.split(m.batch_size), len(images), f"{len(images)} images of {cfg.samples}", cfg.data
+    datamodule = build(cfg.data)
+    floor_split = "test" if m.reference_split == "train" else "train"
+    what = f"{datamodule.name} {floor_split} split, {m.n_samples} images (seeded subset, seed {m.seed})"
+    return split_images(datamodule, floor_split, m.n_samples, m.seed, m.batch_size), m.n_samples, what, cfg.data
+
+
+@torch.no_grad()
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Score the configured images; returns ``{"metrics": ..., "protocol": ...}`` (also written as JSON)."""
+    device = _device(cfg.device)
+    images, n, what, data_cfg = _generated(cfg, device)
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.data = data_cfg  # the extractor's config interpolates it (the datamodule's domain)
+    datamodule = build(cfg.data)
+    m = cfg.metrics
+    extractor = build(m.features).to(device)
+    reference = split_features(
+        datamodule, extractor, m.reference_split, m.n_real, m.seed, m.batch_size, m.cache_dir, device
+    )
+    scorer = ImageScorer(reference, seed=m.seed, **m.scorer).to(device)
+    metrics = scorer.score(*extract(extractor, images, device))
+    result = {
+        "metrics": metrics,
+        "protocol": {
+            "generated": what,
+            "n_generated": n,
+            "reference": f"{datamodule.name} {m.reference_split} split, seeded subset (seed {m.seed})",
+            "extractor": extractor.identity,
+            **scorer.protocol(),
+        },
+    }
+    out = Path(cfg.out or _default_out(cfg, datamodule.name, extractor.identity.split(":")[0]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for name, value in metrics.items():
+        print(f"{name:>10}: {value:.6g}")
+    print(f"wrote {out}")
+    return result
+
+
+def _default_out(cfg: DictConfig, dataset: str, extractor: str) -> Path:
+    """Next to the scored file: ``<stem>_<extractor>_metrics.json``; ``floor_<dataset>_<extractor>.json`` here."""
+    scored = cfg.ckpt or cfg.samples
+    if scored:
+        return Path(scored).with_name(f"{Path(scored).stem}_{extractor}_metrics.json")
+    return Path(f"floor_{dataset.lower().replace(' ', '_')}_{extractor}.json")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    report_errors(evaluate, "ganforge-eval")(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Feature extractors: images in [-1, 1] -> (features, logits), the spaces the image metrics live in.
+
+FID, KID and precision/recall compare feature distributions; IS reads class probabilities from
+the logits. ``inception`` is the standard (comparable with papers, needs the Inception weights);
+``domain`` is the project's own classifier of the dataset (offline, comparable across runs only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+from torchmetrics.image.fid import NoTrainInceptionV3
+
+from ganforge.errors import GanforgeError
+from ganforge.metrics.classifier import classifier_path, load_classifier
+
+
+class FeatureExtractorError(GanforgeError):
+    """A feature extractor cannot be built (weights missing, unreadable or not downloadable)."""
+
+
+@cache
+def file_digest(path: Path) -> str:
+    """Short SHA-256 of a weights file: the cache key changes when the weights do."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+class FeatureExtractor(nn.Module):
+    """Maps images in [-1, 1] of shape (N, C, H, W) to ``(features, logits)``.
+
+    ``identity`` names the extractor and its weights for the real-statistics cache key.
+    """
+
+    num_features: int
+    identity: str
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+class InceptionFeatures(FeatureExtractor):
+    """torchmetrics' Inception-v3 (torch-fidelity's port of the TensorFlow FID network).
+
+    Features: the 2048-d pool layer (FID, KID, precision/recall). Logits: the 1008 unbiased
+    logits (the pool features times the classifier weights, no bias), which IS reads.
+    ``weights_path`` points at the weights file on machines without a network.
+    """
+
+    num_features = 2048
+
+    def __init__(self, weights_path: str | None = None) -> None:
+        super().__init__()
+        if weights_path is not None and not Path(weights_path).is_file():
+            raise FeatureExtractorError(
+                f"Inception weights file {weights_path!r} does not exist; download it from {URL_INCEPTION_V3} "
+                "and pass its path as metrics.features.weights_path=PATH"
+            )
+        try:
+            self.net = NoTrainInceptionV3(
+                name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=weights_path
+            )
+        except Exception as err:  # noqa: BLE001 - a download or an unpickling can fail in many ways
+            source = f"from {weights_path!r}" if weights_path else "by download (no network?)"
+            raise FeatureExtractorError(
+                f"the Inception-v3 weights could not be loaded {source}: {type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}. Download {URL_INCEPTION_V3} on a machine with a "
+                "network and pass metrics.features.weights_path=PATH, use metrics/features=domain, or train "
+                "without image metrics: '~callbacks.image_metrics' '~callbacks.best_checkpoint'"
+            ) from None
+        self.identity = "inception-v3-compat:" + (file_digest(Path(weights_path)) if weights_path else "download")
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+        if pixels.shape[1] == 1:
+            pixels = pixels.expand(-1, 3, -1, -1)
+        pool = self.net(pixels)
+        return pool, pool @ self.net.fc.weight.T
+
+
+class DomainFeatures(FeatureExtractor):
+    """The project's classifier of the dataset's domain (``ganforge-train-classifier``).
+
+    Features: its penultimate layer; logits: its class logits. Images at another resolution
+    (e.g. 32x32 Fashion-MNIST) are resized to the classifier's (antialiased bilinear).
+    """
+
+    def __init__(self, domain: str | None, weights_path: str | None = None) -> None:
+        super().__init__()
+        if domain is None and weights_path is None:
+            raise FeatureExtractorError(
+                "this dataset has no domain classifier; use metrics/features=inception (or auto), or name "
+                "one with metrics.features.domain=fashion_mnist|mnist"
+            )
+        path = Path(weights_path) if weights_path else classifier_path(domain)
+        self.classifier, self.metadata = load_classifier(path)
+        self.classifier.requires_grad_(False).eval()
+        self.resolution = int(self.metadata["resolution"])
+        self.num_features = self.classifier.num_features
+        self.identity = f"domain:{self.metadata.get('domain', domain)}:{file_digest(path)}"
+
+    def train(self, mode: bool = True) -> DomainFeatures:
+        """Always in eval mode: it is a fixed measuring instrument."""
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if images.shape[-1] != self.resolution:
+            size = (self.resolution, self.resolution)
+            images = nn.functional.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
+        return self.classifier.features_and_logits(images)
+
+
+def auto_features(domain: str | None, weights_path: str | None = None) -> FeatureExtractor:
+    """The domain classifier when the data has one, else Inception from ``weights_path`` (or a download)."""
+    return DomainFeatures(domain) if domain is not None else InceptionFeatures(weights_path)

@@ -1,0 +1,175 @@
+"""FID, KID and IS (torchmetrics) and improved precision/recall (torch-fidelity) in one feature space.
+
+The extractor runs once per image; torchmetrics' metrics then receive features through a
+pass-through module, so all metrics share one pass and real-data features can be cached.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from torch_fidelity.metric_prc import prc_features_to_metric
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.inception import InceptionScore
+from torchmetrics.image.kid import KernelInceptionDistance
+
+from ganforge.data.datamodules import GANDataModule, TensorImages
+from ganforge.metrics.cache import cached
+from ganforge.metrics.features import FeatureExtractor
+
+
+class PassThrough(nn.Module):
+    """Stands in for torchmetrics' Inception net when features are already extracted."""
+
+    def __init__(self, num_features: int | None = None) -> None:
+        super().__init__()
+        if num_features is not None:  # FID and KID size their states by it
+            self.num_features = num_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+@torch.no_grad()
+def extract(
+    extractor: FeatureExtractor, batches: Iterable[torch.Tensor], device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and logits of image batches in [-1, 1] (uint8 batches are scaled), in float32."""
+    features, logits = [], []
+    for images in batches:
+        images = images.to(device)
+        if images.dtype == torch.uint8:
+            images = images.float().div(127.5).sub(1)
+        f, y = extractor(images.float())
+        features.append(f.float())
+        logits.append(y.float())
+    return torch.cat(features), torch.cat(logits)
+
+
+def split_images(datamodule: GANDataModule, split: str, n: int, seed: int, batch_size: int) -> Iterator[torch.Tensor]:
+    """Batches (uint8) of ``n`` images of a split, a seeded random subset when the split is larger.
+
+    A generator: the split is only read when the first batch is asked for.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"reference split must be 'train' or 'test', got {split!r}")
+    dataset: Dataset = datamodule.load_split(train=split == "train")
+    size = len(dataset)  # type: ignore[arg-type]
+    index = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[: min(n, size)].sort().values
+    if isinstance(dataset, TensorImages):
+        yield from dataset.images[index].split(batch_size)
+    else:
+        loader = DataLoader(Subset(dataset, index.tolist()), batch_size=batch_size, num_workers=datamodule.num_workers)
+        yield from (images for images, _ in loader)
+
+
+def split_features(
+    datamodule: GANDataModule,
+    extractor: FeatureExtractor,
+    split: str,
+    n: int,
+    seed: int = 0,
+    batch_size: int = 500,
+    cache_dir: str | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Features of ``n`` real images of a split, from the on-disk cache when it has them."""
+    key = {
+        "dataset": datamodule.name,
+        "source": getattr(datamodule, "root", None),
+        "split": split,
+        "channels": datamodule.channels,
+        "resolution": datamodule.resolution,
+        "n": n,
+        "seed": seed,
+        "extractor": extractor.identity,
+    }
+    images = lambda: split_images(datamodule, split, n, seed, batch_size)  # noqa: E731
+    return cached(cache_dir, key, lambda: extract(extractor, images(), device)[0]).to(device)
+
+
+class ImageScorer(nn.Module):
+    """Scores generated features against a fixed set of real (reference) features.
+
+    FID, KID (mean and std over ``kid_subsets`` subsets of ``kid_subset_size``), IS (mean and
+    std over ``is_splits`` splits) and, optionally, improved precision and recall (Kynkäänniemi
+    et al. 2019, ``pr_neighbourhood``-th nearest neighbour balls). Random subsets come from a
+    private generator seeded with ``seed``: scores are reproducible and training's random
+    stream is untouched.
+    """
+
+    def __init__(
+        self,
+        reference: torch.Tensor,
+        kid_subsets: int = 100,
+        kid_subset_size: int = 1000,
+        is_splits: int = 10,
+        precision_recall: bool = True,
+        pr_neighbourhood: int = 3,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        dim = reference.shape[1]
+        self.fid = FrechetInceptionDistance(feature=PassThrough(dim), reset_real_features=False)
+        with warnings.catch_warnings():  # KID and IS warn that they keep every feature: a few MB here
+            warnings.simplefilter("ignore", UserWarning)
+            self.kid = KernelInceptionDistance(
+                feature=PassThrough(dim), subsets=kid_subsets, subset_size=kid_subset_size, reset_real_features=False
+            )
+            self.inception_score = InceptionScore(feature=PassThrough(), splits=is_splits)
+        self.fid.update(reference, real=True)
+        self.kid.update(reference, real=True)
+        self.reference = reference
+        self.kid_subset_size = kid_subset_size
+        self.precision_recall = precision_recall
+        self.pr_neighbourhood = pr_neighbourhood
+        self.seed = seed
+
+    def protocol(self) -> dict[str, Any]:
+        return {
+            "n_reference": len(self.reference),
+            "kid_subsets": self.kid.subsets,
+            "kid_subset_size": self.kid_subset_size,
+            "is_splits": self.inception_score.splits,
+            "pr_neighbourhood": self.pr_neighbourhood if self.precision_recall else None,
+        }
+
+    @torch.no_grad()
+    def score(self, features: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
+        """``fid``, ``kid``, ``kid_std``, ``is``, ``is_std`` (and ``precision``, ``recall``)."""
+        if min(len(features), len(self.reference)) < self.kid_subset_size:
+            raise ValueError(
+                f"KID needs at least kid_subset_size={self.kid_subset_size} samples on each side, got "
+                f"{len(features)} generated and {len(self.reference)} real; lower metrics.scorer.kid_subset_size"
+            )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            try:
+                self.fid.update(features, real=False)
+                self.kid.update(features, real=False)
+                self.inception_score.update(logits)
+                kid, kid_std = self.kid.compute()
+                inception_score, is_std = self.inception_score.compute()
+                scores = {
+                    "fid": self.fid.compute().item(),
+                    "kid": kid.item(),
+                    "kid_std": kid_std.item(),
+                    "is": inception_score.item(),
+                    "is_std": is_std.item(),
+                }
+            finally:  # generated features never outlive one evaluation
+                self.fid.reset()
+                self.kid.reset()
+                self.inception_score.reset()
+        if self.precision_recall:
+            prc = prc_features_to_metric(
+                features, self.reference, prc_neighborhood=self.pr_neighbourhood, prc_batch_size=10_000,
+                save_cpu_ram=True, verbose=False,
+            )  # fmt: skip
+            scores |= {"precision": prc["precision"], "recall": prc["recall"]}
+        return scores

@@ -1,0 +1,210 @@
+"""Image metrics: FID/KID/IS/precision-recall against references, the Inception path, the cache."""
+
+from __future__ import annotations
+
+import itertools
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import linalg
+from torch_fidelity import feature_extractor_inceptionv3 as fidelity_inception
+
+from ganforge.data.datamodules import MNIST5kDataModule
+from ganforge.errors import GanforgeError
+from ganforge.metrics import DomainFeatures, ImageScorer, InceptionFeatures, auto_features, extract, split_features
+from ganforge.metrics.cache import cache_file, cached
+
+
+def scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
+    """The Fréchet distance of two Gaussians fitted to feature sets (Heusel et al. 2017), in NumPy/SciPy."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = linalg.sqrtm(cov_a @ cov_b).real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+
+
+def gaussian_features(n: int, dim: int, seed: int, shift: float = 0.0, scale: float = 1.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(dim, dim, generator=g) / dim**0.5
+    return (torch.randn(n, dim, generator=g) @ mixing) * scale + shift
+
+
+def scorer(reference: torch.Tensor, **kwargs) -> ImageScorer:
+    kwargs.setdefault("kid_subset_size", 200)
+    kwargs.setdefault("kid_subsets", 20)
+    kwargs.setdefault("precision_recall", False)
+    return ImageScorer(reference, **kwargs)
+
+
+def uniform_logits(n: int) -> torch.Tensor:
+    return torch.zeros(n, 10)
+
+
+# --- FID -------------------------------------------------------------------------------------
+
+
+def test_fid_matches_scipy_reference() -> None:
+    real = gaussian_features(2000, 32, seed=0)
+    fake = gaussian_features(1500, 32, seed=1, shift=0.3, scale=1.2)
+    ours = scorer(real).score(fake, uniform_logits(len(fake)))["fid"]
+    reference = scipy_fid(real.double().numpy(), fake.double().numpy())
+    assert reference > 1.0
+    assert ours == pytest.approx(reference, rel=1e-3)
+
+
+def test_fid_of_a_set_with_itself_is_zero() -> None:
+    real = gaussian_features(1000, 16, seed=0)
+    assert abs(scorer(real).score(real, uniform_logits(len(real)))["fid"]) < 1e-4
+
+
+def test_domain_fid_grows_with_noise_on_real_images() -> None:
+    """FID in the MNIST classifier's features rises monotonically as noise is added to real test digits."""
+    dm = MNIST5kDataModule()
+    extractor = DomainFeatures("mnist")
+    reference = split_features(dm, extractor, "train", 1000)
+    test = dm.load_split(train=False).images[:1000].float().div(127.5).sub(1)
+    noise = torch.randn(test.shape, generator=torch.Generator().manual_seed(0))
+    score = scorer(reference)
+    fids = [score.score(*extract(extractor, [(test + s * noise).clamp(-1, 1)]))["fid"] for s in (0, 0.1, 0.3, 0.6, 1.0)]
+    assert all(a < b for a, b in itertools.pairwise(fids)), fids
+    assert fids[-1] > 20 * fids[0]
+
+
+# --- IS, KID, precision/recall ---------------------------------------------------------------
+
+
+def test_inception_score_is_one_for_a_single_class() -> None:
+    logits = torch.zeros(1000, 10)
+    logits[:, 3] = 30.0
+    assert scorer(gaussian_features(500, 8, 0)).score(torch.randn(1000, 8), logits)["is"] == pytest.approx(
+        1.0, abs=1e-4
+    )
+
+
+def test_inception_score_is_the_class_count_for_uniform_confident_predictions() -> None:
+    labels = torch.arange(10_000) % 10
+    logits = torch.nn.functional.one_hot(labels, 10).float() * 30.0
+    score = scorer(gaussian_features(500, 8, 0)).score(torch.randn(10_000, 8), logits)
+    assert score["is"] == pytest.approx(10.0, rel=0.02)
+
+
+def polynomial_kid_of_a_set_with_itself(x: np.ndarray) -> float:
+    """Unbiased MMD^2 (cubic kernel (x.y/d + 1)^3) of X against X itself: the O(1/m) diagonal term."""
+    m, d = x.shape
+    k = (x @ x.T / d + 1) ** 3
+    total, diagonal = k.sum(), np.trace(k)
+    return float(2 * (total - diagonal) / (m * (m - 1)) - 2 * total / m**2)
+
+
+def test_kid_of_identical_sets_is_near_zero_and_positive_for_shifted_ones() -> None:
+    """With subsets as large as the sets, KID(x, x) is the closed-form -O(1/m) term, tiny next to a shift."""
+    real = gaussian_features(1000, 16, seed=0)
+    score = scorer(real, kid_subset_size=1000, kid_subsets=3)
+    same = score.score(real, uniform_logits(1000))["kid"]
+    shifted = score.score(real + 0.5, uniform_logits(1000))["kid"]
+    assert same == pytest.approx(polynomial_kid_of_a_set_with_itself(real.double().numpy()), rel=1e-3)
+    assert abs(same) < 0.02 * shifted
+
+
+def test_precision_and_recall() -> None:
+    """Identical sets: precision = recall = 1; a far-away set: both 0."""
+    real = gaussian_features(600, 8, seed=0)
+    same = scorer(real, precision_recall=True).score(real, uniform_logits(600))
+    far = scorer(real, precision_recall=True).score(real + 100.0, uniform_logits(600))
+    assert same["precision"] == same["recall"] == 1.0
+    assert far["precision"] == far["recall"] == 0.0
+
+
+def test_scores_are_reproducible_release_generated_features_and_keep_the_global_rng() -> None:
+    real = gaussian_features(800, 8, seed=0)
+    fake = gaussian_features(800, 8, seed=1, shift=0.2)
+    score = scorer(real)
+    state = torch.random.get_rng_state()
+    first, second = score.score(fake, uniform_logits(800)), score.score(fake, uniform_logits(800))
+    assert first == second
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert score.fid.fake_features_num_samples == 0 and score.fid.real_features_num_samples == 800
+    assert not score.kid.fake_features and len(score.kid.real_features) == 1
+    assert not score.inception_score.features
+
+
+def test_kid_needs_enough_samples() -> None:
+    with pytest.raises(ValueError, match="kid_subset_size"):
+        scorer(gaussian_features(100, 8, 0)).score(torch.randn(100, 8), uniform_logits(100))
+
+
+# --- Inception (offline, with a weights file the test writes) ----------------------------------
+
+
+def test_inception_features_run_offline_from_a_weights_file(random_inception_weights: Path) -> None:
+    extractor = InceptionFeatures(weights_path=str(random_inception_weights))
+    images = torch.rand(3, 1, 28, 28) * 2 - 1
+    features, logits = extractor(images)
+    assert features.shape == (3, 2048) and logits.shape == (3, 1008)
+    assert torch.isfinite(features).all()
+    state = torch.load(random_inception_weights)
+    assert torch.allclose(extractor.net.fc.weight, state["fc.weight"])
+    assert extractor.identity.startswith("inception-v3-compat:")
+
+
+def test_inception_without_network_or_file_names_the_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(fidelity_inception, "load_state_dict_from_url", offline)
+    with pytest.raises(GanforgeError, match=r"metrics\.features\.weights_path"):
+        InceptionFeatures()
+    with pytest.raises(GanforgeError, match=r"does not exist.*metrics\.features\.weights_path"):
+        InceptionFeatures(weights_path="/nonexistent/inception.pth")
+
+
+def test_domain_features_without_a_domain_name_the_alternatives() -> None:
+    with pytest.raises(GanforgeError, match="metrics/features=inception"):
+        DomainFeatures(None)
+
+
+# --- the real-statistics cache ----------------------------------------------------------------
+
+
+def test_cache_reuses_and_recomputes_on_a_changed_key(tmp_path: Path) -> None:
+    calls = []
+
+    def compute() -> torch.Tensor:
+        calls.append(1)
+        return torch.arange(4.0) * len(calls)
+
+    key = {"dataset": "x", "split": "train", "n": 4, "extractor": "e:1"}
+    first = cached(tmp_path, key, compute)
+    again = cached(tmp_path, key, compute)
+    assert len(calls) == 1 and torch.equal(first, again)
+    changed = cached(tmp_path, key | {"n": 5}, compute)
+    assert len(calls) == 2 and not torch.equal(changed, first)
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".pt", ".pt"]  # no temporary files left
+
+
+def test_cache_recomputes_a_corrupt_file(tmp_path: Path) -> None:
+    key = {"k": 1}
+    cache_file(tmp_path, key).write_bytes(b"not a torch file")
+    assert torch.equal(cached(tmp_path, key, lambda: torch.ones(2)), torch.ones(2))
+    assert torch.equal(cached(tmp_path, key, lambda: torch.zeros(2)), torch.ones(2))
+
+
+def test_split_features_are_cached_per_extractor_and_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dm = MNIST5kDataModule()
+    extractor = DomainFeatures("mnist")
+    loads = []
+    original = dm.load_split
+    monkeypatch.setattr(dm, "load_split", lambda train: loads.append(train) or original(train))
+    a = split_features(dm, extractor, "test", 300, cache_dir=str(tmp_path))
+    b = split_features(dm, extractor, "test", 300, cache_dir=str(tmp_path))
+    assert len(loads) == 1 and torch.equal(a, b) and a.shape == (300, extractor.num_features)
+    split_features(dm, extractor, "test", 200, cache_dir=str(tmp_path))
+    assert len(loads) == 2
+
+
+def test_auto_features_pick_the_domain_classifier_else_inception(random_inception_weights: Path) -> None:
+    assert isinstance(auto_features("mnist"), DomainFeatures)
+    assert isinstance(auto_features(None, str(random_inception_weights)), InceptionFeatures)
