@@ -20,6 +20,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,7 @@ BEGIN, END = "<!-- mode-collapse:begin -->", "<!-- mode-collapse:end -->"
 # pieces), Adam 2e-4 and no EMA or R1, and train for the same number of generator steps.
 PACGAN_NETS = [
     "model.generator.latent_dim=2",
+    "model.generator.latent_categories=0",
     "model.generator.width=400",
     "model.generator.depth=4",
     "model.generator.batch_norm=true",
@@ -60,6 +62,7 @@ PUBLISHED = """| PacGAN paper: GAN | 6.3 | 98.2 | 0.45 | 17.3 | 94.8 | 0.70 | 10
 
 def multirun(dataset: str, name: str, seeds: int, out: Path, extra: list[str]) -> subprocess.Popen:
     sweep_dir = out / dataset / name
+    shutil.rmtree(sweep_dir, ignore_errors=True)  # a re-run replaces the row; no stale seeds mix in
     cmd = [
         str(Path(sys.executable).parent / "ganforge-train"),
         "-m",

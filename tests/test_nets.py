@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from ganforge.nets import DCGANDiscriminator, DCGANGenerator
+from ganforge.nets import DCGANDiscriminator, DCGANGenerator, MLPGenerator
 from ganforge.nets.layers import base_resolution
+from ganforge.nets.mlp import categorical_code
 
 RESOLUTIONS = [28, 32, 64]
 CHANNELS = [1, 3]
@@ -134,3 +135,32 @@ def test_wider_nets_have_more_parameters_at_every_resolution() -> None:
         assert n_params(DCGANDiscriminator(resolution=resolution, width=16)) > n_params(
             DCGANDiscriminator(resolution=resolution, width=8)
         )
+
+
+# --- the categorical latent code of the MLP generator ------------------------------------------
+
+
+def test_categorical_code_is_uniform_one_hot_and_piecewise_constant() -> None:
+    """The normal CDF cut into K bins: one-hot rows, each code about equally likely, and the code
+    changes only where z0 crosses a bin edge (G's output jumps there instead of gliding)."""
+    z0 = torch.randn(100_000, generator=torch.Generator().manual_seed(0))
+    codes = categorical_code(z0, 8)
+    assert codes.shape == (100_000, 8) and torch.equal(codes.sum(1), torch.ones(100_000))
+    frequencies = codes.mean(0)
+    assert torch.allclose(frequencies, torch.full((8,), 1 / 8), atol=0.005)
+    edges = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor([1 / 8, 2 / 8]))  # the first two bin edges
+    just_inside = torch.stack([edges[0] + 1e-4, edges[1] - 1e-4])
+    assert torch.equal(categorical_code(just_inside, 8).argmax(1), torch.tensor([1, 1]))
+    assert categorical_code(edges[0:1] - 1e-4, 8).argmax().item() == 0
+
+
+def test_mlp_generator_with_latent_categories_jumps_between_codes() -> None:
+    g = MLPGenerator(latent_dim=3, channels=2, width=16, depth=2, batch_norm=False, latent_categories=4)
+    assert g.net[0].in_features == 2 + 4
+    z = torch.zeros(3, 3)
+    z[:, 0] = torch.tensor([-0.01, -0.02, 0.02])  # the first two share a code (bin 1 of 4), the third is in bin 2
+    out = g(z)
+    assert out.shape == (3, 2)
+    assert torch.equal(out[0], out[1]) and not torch.equal(out[1], out[2])
+    with pytest.raises(ValueError, match="latent_dim >= 1"):
+        MLPGenerator(latent_dim=0, latent_categories=4)

@@ -27,7 +27,13 @@ class Maxout(nn.Module):
 
 class MLPGenerator(nn.Module):
     """``depth`` hidden ReLU layers of ``width`` units (BatchNorm optional); linear output for
-    vectors, tanh for images."""
+    vectors, tanh for images.
+
+    ``latent_categories=K`` turns the first latent coordinate into a one-hot code of K equally
+    likely values (:func:`categorical_code`), a discrete mixture prior: a net fed only a connected
+    latent must join separate modes by a bridge of samples, a discrete code lets it jump
+    (DeLiGAN, Gurumurthy et al. 2017; Khayatkhoei et al. 2018).
+    """
 
     def __init__(
         self,
@@ -38,23 +44,38 @@ class MLPGenerator(nn.Module):
         depth: int = 4,
         batch_norm: bool = True,
         spectral_norm: bool = False,
+        latent_categories: int = 0,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
+        self.latent_categories = latent_categories
         self.shape = sample_shape(channels, resolution)
+        n_in = latent_dim - 1 + latent_categories if latent_categories else latent_dim
+        if latent_categories and latent_dim < 1:
+            raise ValueError("latent_categories needs latent_dim >= 1 (its first coordinate becomes the code)")
         layers: list[nn.Module] = []
         for i in range(depth):
-            layers.append(nn.Linear(latent_dim if i == 0 else width, width))
+            layers.append(nn.Linear(n_in if i == 0 else width, width))
             layers += [nn.BatchNorm1d(width)] if batch_norm else []
             layers.append(nn.ReLU(inplace=True))
-        layers.append(nn.Linear(width if depth else latent_dim, math.prod(self.shape)))
+        layers.append(nn.Linear(width if depth else n_in, math.prod(self.shape)))
         layers += [nn.Tanh()] if resolution is not None else []
         self.net = nn.Sequential(*layers)
         if spectral_norm:
             spectral_normalize(self)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(z.flatten(1)).view(z.shape[0], *self.shape)
+        z = z.flatten(1)
+        if self.latent_categories:
+            z = torch.cat([categorical_code(z[:, 0], self.latent_categories), z[:, 1:]], dim=1)
+        return self.net(z).view(z.shape[0], *self.shape)
+
+
+def categorical_code(z0: torch.Tensor, categories: int) -> torch.Tensor:
+    """One-hot codes from standard-normal values: the normal CDF of ``z0`` cut into ``categories``
+    equal bins, so the codes are uniform and a seeded latent still fixes the sample."""
+    index = (torch.special.ndtr(z0) * categories).long().clamp_(0, categories - 1)
+    return nn.functional.one_hot(index, categories).to(z0.dtype)
 
 
 class MLPDiscriminator(nn.Module):
