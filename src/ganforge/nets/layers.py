@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -46,3 +47,57 @@ def spectral_normalize(module: nn.Module) -> nn.Module:
 def sample_shape(channels: int, resolution: int | None) -> tuple[int, ...]:
     """Shape of one sample: ``(channels, resolution, resolution)`` for images, ``(channels,)`` for vectors."""
     return (channels,) if resolution is None else (channels, resolution, resolution)
+
+
+class SelfAttention(nn.Module):
+    """Self-attention over feature-map positions (SAGAN, Zhang et al. 2019).
+
+    Query and key are 1x1 convolutions to ``channels // 8``, the value a 1x1 convolution to
+    ``channels``; each position attends to all positions (softmax over keys), and the result
+    is added to the input scaled by a learned gate ``gamma`` that starts at 0, so a new block
+    begins as the identity and the net learns how much non-local evidence to use.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.query = nn.Conv2d(channels, max(channels // 8, 1), 1, bias=False)
+        self.key = nn.Conv2d(channels, max(channels // 8, 1), 1, bias=False)
+        self.value = nn.Conv2d(channels, channels, 1, bias=False)
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, HW, HW) weights: row i is position i's distribution over the positions it attends to."""
+        q = self.query(x).flatten(2).transpose(1, 2)  # N, HW, C/8
+        k = self.key(x).flatten(2)  # N, C/8, HW
+        return torch.softmax(q @ k, dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = self.value(x).flatten(2)  # N, C, HW
+        out = (v @ self.attention(x).transpose(1, 2)).view_as(x)
+        return x + self.gamma * out
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose scale and shift are looked up per class (de Vries et al. 2017; Miyato & Koyama 2018).
+
+    With ``num_classes=None`` it is a plain affine BatchNorm. Scales start at 1 and shifts at 0,
+    so every class begins with the unconditional normalisation.
+    """
+
+    def __init__(self, num_features: int, num_classes: int | None = None) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.norm = nn.BatchNorm2d(num_features, affine=num_classes is None)
+        if num_classes is not None:
+            self.scale = nn.Embedding(num_classes, num_features)
+            self.shift = nn.Embedding(num_classes, num_features)
+            nn.init.ones_(self.scale.weight)
+            nn.init.zeros_(self.shift.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.norm(x)
+        if self.num_classes is None:
+            return x
+        if y is None:
+            raise ValueError("a conditional BatchNorm needs the labels y")
+        return x * self.scale(y)[:, :, None, None] + self.shift(y)[:, :, None, None]
