@@ -12,7 +12,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ganforge.errors import CheckpointError, GanforgeError
+from ganforge.errors import CheckpointError, ConfigError, GanforgeError
 from ganforge.module import GANModule
 
 #: The packaged Hydra configs; ``conf/`` at the repository root links here.
@@ -34,10 +34,16 @@ def domain_of(target: str) -> str | None:
     return getattr(get_class(target), "domain", None)
 
 
+def classes_if(conditional: bool, num_classes: int | None) -> int | None:
+    """The nets' ``num_classes``: the data's class count for a conditional model, None (unconditional) otherwise."""
+    return num_classes if conditional else None
+
+
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("wandb_offline", wandb_offline, replace=True)
     OmegaConf.register_new_resolver("domain_of", domain_of, replace=True)
     OmegaConf.register_new_resolver("mul", lambda a, b: a * b, replace=True)
+    OmegaConf.register_new_resolver("classes_if", classes_if, replace=True)
 
 
 register_resolvers()
@@ -55,7 +61,16 @@ def build(node: Any, **kwargs: Any) -> Any:
 
 
 def build_module(cfg: DictConfig) -> GANModule:
-    """The GANModule described by a composed training config."""
+    """The GANModule described by a composed training config.
+
+    A conditional model on data without class labels is refused here, before any data is read.
+    """
+    if cfg.model.get("conditional") and cfg.data.get("num_classes") is None:
+        raise ConfigError(
+            f"model.conditional=true needs class labels, but data {cfg.data._target_.rsplit('.', 1)[-1]} declares "
+            "num_classes: null; use labelled data (e.g. data=fashion_mnist, mnist, cifar10), set "
+            "data.num_classes=K if its labels are K classes, or train unconditionally (model.conditional=false)"
+        )
     return GANModule(
         generator=instantiate(cfg.model.generator),
         discriminator=instantiate(cfg.model.discriminator),

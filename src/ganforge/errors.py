@@ -19,3 +19,7 @@ class TrainingDivergedError(GanforgeError):
 
 class ClassifierError(GanforgeError):
     """A domain classifier (the FID/KID/IS feature extractor) is missing, unreadable, or cannot be trained."""
+
+
+class ConfigError(GanforgeError):
+    """Config options that cannot work together, such as a conditional model on data without classes."""

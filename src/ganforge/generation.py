@@ -21,17 +21,46 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
         module.train(was_training)
 
 
+def class_major_labels(n: int, num_classes: int) -> torch.Tensor:
+    """``n`` labels spread evenly over ``num_classes`` classes in class-major order (0, 0, ..., 1, 1, ...).
+
+    When ``n`` is a multiple of ``num_classes``, a grid with ``n // num_classes`` columns shows one class per row.
+    """
+    return torch.arange(n) * num_classes // n
+
+
+def samples_per_class(n: int, num_classes: int) -> int:
+    """``n`` rounded up to whole classes, as a count per class: every class gets the same number of samples."""
+    return -(-n // num_classes)
+
+
 def generate_batches(
-    generator: nn.Module, n: int, seed: int, batch_size: int = 500, device: torch.device | str | None = None
+    generator: nn.Module,
+    n: int,
+    seed: int,
+    batch_size: int = 500,
+    device: torch.device | str | None = None,
+    labels: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
     """``n`` samples of ``generator`` (float32, on ``device``) in batches of ``batch_size``.
 
     Latents come from a CPU random stream seeded by ``seed`` (then moved to the device), so the
     same seed gives the same samples on any device, and the global random state is untouched.
+    A conditional generator (``num_classes`` set) draws sample ``i`` from class ``labels[i]``;
+    without ``labels``, from :func:`class_major_labels`, so that every class is represented equally.
+    The latents do not depend on the labels.
     """
+    num_classes = getattr(generator, "num_classes", None)
+    if labels is not None and num_classes is None:
+        raise ValueError("labels were given, but the generator is unconditional (num_classes is None)")
+    if labels is None and num_classes is not None:
+        labels = class_major_labels(n, num_classes)
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"got {len(labels)} labels for {n} samples")
     device = device if device is not None else next(generator.parameters()).device
     rng = torch.Generator().manual_seed(seed)
     with eval_mode(generator):
         for start in range(0, n, batch_size):
             z = torch.randn(min(batch_size, n - start), generator.latent_dim, generator=rng)
-            yield generator(z.to(device)).float()
+            y = labels[start : start + batch_size].to(device) if labels is not None else None
+            yield generator(z.to(device), y).float()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import torch
@@ -12,10 +13,10 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.swa_utils import AveragedModel
 
-from ganforge.errors import TrainingDivergedError
+from ganforge.errors import ConfigError, TrainingDivergedError
 from ganforge.generation import generate_batches
 from ganforge.objectives import Objective
-from ganforge.penalties import Penalty
+from ganforge.penalties import Critic, Penalty
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
@@ -29,6 +30,12 @@ class GANModule(LightningModule):
     step toggles its own optimizer, so the other network's parameters get no gradient.
     Progress is counted in generator steps and real images shown to D: Lightning's
     ``global_step`` counts every optimizer step, D and G alike.
+
+    Conditional nets (``num_classes`` set) get the batch's labels: the fakes are generated with
+    the real batch's labels (``y_fake = y_real``), so that real and fake rows pair up with one
+    label per row, as penalties that mix them (GP interpolates) need, and the label distribution
+    of the fakes is the data's. D scores ``(real, y)`` and ``(fake, y)``; penalties get a critic
+    bound to ``y``.
     """
 
     def __init__(
@@ -49,6 +56,17 @@ class GANModule(LightningModule):
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
         if pack < 1:
             raise ValueError(f"model.pack must be >= 1, got {pack}")
+        self.num_classes: int | None = getattr(generator, "num_classes", None)
+        if getattr(discriminator, "num_classes", None) != self.num_classes:
+            raise ConfigError(
+                f"the generator has num_classes={self.num_classes} but the discriminator "
+                f"{getattr(discriminator, 'num_classes', None)}; both must be conditional on the same classes"
+            )
+        if self.num_classes is not None and pack > 1:
+            raise ConfigError(
+                f"model.pack={pack} cannot be combined with model.conditional=true: a packed D would see "
+                "several labels per logit; use model.pack=1 or model.conditional=false"
+            )
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -79,18 +97,22 @@ class GANModule(LightningModule):
     def sample_latent(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=self.device)
 
-    def generate(self, n: int, seed: int) -> torch.Tensor:
-        """``n`` samples (on the CPU) of the sampling generator, in eval mode, from latents seeded by ``seed``."""
-        return torch.cat(list(generate_batches(self.sampling_generator, n, seed, batch_size=n))).cpu()
+    def generate(self, n: int, seed: int, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` samples (on the CPU) of the sampling generator, in eval mode, from latents seeded by ``seed``.
 
-    def critic(self, x: torch.Tensor) -> torch.Tensor:
-        """D's logits for ``x``; with packing (PacGAN), one logit per ``pack`` consecutive samples,
-        which D sees concatenated along the feature/channel axis."""
+        A conditional generator draws class ``y[i]`` for sample ``i``; without ``y``, the classes in
+        class-major order (:func:`~ganforge.generation.class_major_labels`), so a grid shows them all.
+        """
+        return torch.cat(list(generate_batches(self.sampling_generator, n, seed, batch_size=n, labels=y))).cpu()
+
+    def critic(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """D's logits for ``x`` (with labels ``y`` when conditional); with packing (PacGAN), one logit
+        per ``pack`` consecutive samples, which D sees concatenated along the feature/channel axis."""
         if self.pack > 1:
             if x.shape[0] % self.pack:
                 raise ValueError(f"batch size {x.shape[0]} is not divisible by model.pack={self.pack}")
             x = x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:])
-        return self.discriminator(x)
+        return self.discriminator(x, y)
 
     def configure_optimizers(self) -> Any:
         optimizers = [self.g_optimizer(self.generator.parameters()), self.d_optimizer(self.discriminator.parameters())]
@@ -99,16 +121,18 @@ class GANModule(LightningModule):
         return optimizers, [self.scheduler(optimizer) for optimizer in optimizers]
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        real, _ = batch
+        real, labels = batch
+        y = labels if self.num_classes is not None else None  # fakes take the real batch's labels
+        critic = partial(self.critic, y=y)
         g_opt, d_opt = self.optimizers()
         g_step_follows = (self.discriminator_steps + 1) % self.n_critic == 0
         log_now = self._logs_this_batch(g_step_follows)
         with torch.set_grad_enabled(g_step_follows):  # the G step reuses these fakes
-            fake = self.generator(self.sample_latent(real.shape[0]))
+            fake = self.generator(self.sample_latent(real.shape[0]), y)
 
-        logs = self._discriminator_step(d_opt, real, fake.detach(), log_now)
+        logs = self._discriminator_step(d_opt, critic, real, fake.detach(), log_now)
         if g_step_follows:
-            logs |= self._generator_step(g_opt, real, fake, log_now)
+            logs |= self._generator_step(g_opt, critic, real, fake, log_now)
         if log_now:
             self.log_dict(logs | {"gen_step": float(self.generator_steps), "kimg": self.images_shown / 1000.0})
 
@@ -126,16 +150,18 @@ class GANModule(LightningModule):
         last_epoch = trainer.is_last_batch and trainer.current_epoch + 1 == trainer.max_epochs
         return last_step or last_epoch
 
-    def _discriminator_step(self, d_opt: Any, real: torch.Tensor, fake: torch.Tensor, log: bool) -> dict[str, Any]:
+    def _discriminator_step(
+        self, d_opt: Any, critic: Critic, real: torch.Tensor, fake: torch.Tensor, log: bool
+    ) -> dict[str, Any]:
         with self.toggled_optimizer(d_opt):
-            real_logits = self.critic(real)
-            fake_logits = self.critic(fake)
+            real_logits = critic(real)
+            fake_logits = critic(fake)
             loss = self.objective.d_loss(real_logits, fake_logits)
             logs = {"loss/d_adversarial": loss.detach()} if log and self.penalties else {}
             for name, penalty in self.penalties.items():
                 if self.discriminator_steps % penalty.every == 0:
                     with torch.autocast(self.device.type, enabled=False):  # penalties in float32
-                        value = penalty.value(self.critic, real.float(), fake.float(), real_logits)
+                        value = penalty.value(critic, real.float(), fake.float(), real_logits)
                     loss = loss + penalty.weight * penalty.every * value
                     if log:
                         logs[f"penalty/{name}"] = value.detach()
@@ -156,10 +182,12 @@ class GANModule(LightningModule):
             }
         return logs
 
-    def _generator_step(self, g_opt: Any, real: torch.Tensor, fake: torch.Tensor, log: bool) -> dict[str, Any]:
+    def _generator_step(
+        self, g_opt: Any, critic: Critic, real: torch.Tensor, fake: torch.Tensor, log: bool
+    ) -> dict[str, Any]:
         with self.toggled_optimizer(g_opt):
-            real_logits = self.critic(real) if self.objective.g_uses_real else None
-            loss = self.objective.g_loss(self.critic(fake), real_logits)
+            real_logits = critic(real) if self.objective.g_uses_real else None
+            loss = self.objective.g_loss(critic(fake), real_logits)
             self._check_finite(loss, "generator")
             g_opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)

@@ -1,7 +1,8 @@
 """``ganforge-sample``: draw samples from a checkpoint into an npz under key ``arr_0``.
 
 Images are stored as uint8 NHWC (the layout FID tools read); vector samples, such as
-2-D mixture points, as float32 of shape (N, D).
+2-D mixture points, as float32 of shape (N, D). A conditional model's labels go under
+``arr_1`` (int64, one per sample).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from omegaconf import DictConfig
 from torchvision.utils import save_image
 
 from ganforge.config import generator_from_checkpoint, load_checkpoint
-from ganforge.generation import generate_batches
+from ganforge.errors import ConfigError
+from ganforge.generation import class_major_labels, generate_batches, samples_per_class
 from ganforge.plots import scatter_png
 from ganforge.train import report_errors
 
@@ -25,25 +27,61 @@ def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
     return images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
+def sample_labels(y: int | str | None, n: int, num_classes: int | None, ckpt: str) -> torch.Tensor | None:
+    """The classes to draw: None for an unconditional generator; for a conditional one, class ``y``
+    for all ``n`` samples, or with ``y=all`` (or null) every class equally, ``n`` rounded up to whole
+    classes, in class-major order."""
+    if num_classes is None:
+        if y is not None:
+            raise ConfigError(
+                f"y={y} needs a conditional model, but {ckpt!r} was trained unconditionally "
+                "(model.conditional=false); drop y= or sample a conditional checkpoint"
+            )
+        return None
+    if y is None or y == "all":
+        return class_major_labels(samples_per_class(n, num_classes) * num_classes, num_classes)
+    if isinstance(y, bool) or not isinstance(y, int) or not 0 <= y < num_classes:
+        raise ConfigError(f"y must be a class in 0..{num_classes - 1} or all, got y={y}")
+    return torch.full((n,), y, dtype=torch.int64)
+
+
 @torch.no_grad()
 def sample(cfg: DictConfig) -> Path:
     checkpoint = load_checkpoint(cfg.ckpt)
     generator, _ = generator_from_checkpoint(checkpoint, ema=cfg.ema)
+    num_classes = getattr(generator, "num_classes", None)
+    labels = sample_labels(cfg.get("y"), cfg.n, num_classes, cfg.ckpt)
+    n = cfg.n if labels is None else len(labels)
     device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     generator.to(device)
-    samples = torch.cat([x.cpu() for x in generate_batches(generator, cfg.n, cfg.seed, cfg.batch_size, device)])
+    batches = generate_batches(generator, n, cfg.seed, cfg.batch_size, device, labels=labels)
+    samples = torch.cat([x.cpu() for x in batches])
+    extra = {} if labels is None else {"arr_1": labels.numpy()}
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if samples.dim() == 2:  # vectors such as 2-D mixture points: stored as they are
-        np.savez(out, arr_0=samples.numpy().astype(np.float32))
+        np.savez(out, arr_0=samples.numpy().astype(np.float32), **extra)
         if cfg.grid:
             scatter_png(samples, None, Path(cfg.grid), title=f"{len(samples)} samples")
     else:
-        np.savez(out, arr_0=to_uint8_nhwc(samples))
+        np.savez(out, arr_0=to_uint8_nhwc(samples), **extra)
         if cfg.grid:
-            save_image(samples[: cfg.grid_n], cfg.grid, nrow=int(cfg.grid_n**0.5), normalize=True, value_range=(-1, 1))
+            by_class = labels is not None and not isinstance(cfg.get("y"), int)  # y=all: class-major
+            grid, nrow = grid_images(samples, num_classes if by_class else None, cfg.grid_n)
+            save_image(grid, cfg.grid, nrow=nrow, normalize=True, value_range=(-1, 1))
     print(f"wrote {len(samples)} samples to {out}" + (f" and a grid to {cfg.grid}" if cfg.grid else ""))
     return out
+
+
+def grid_images(samples: torch.Tensor, num_classes: int | None, grid_n: int) -> tuple[torch.Tensor, int]:
+    """At most ``grid_n`` images and the grid's row length: the first ones in a square, or, for samples
+    of ``num_classes`` equal classes in class-major order, up to ``grid_n // num_classes`` of each
+    class, one row per class."""
+    if num_classes is None:
+        return samples[:grid_n], int(grid_n**0.5)
+    per_class = samples.view(num_classes, len(samples) // num_classes, *samples.shape[1:])
+    columns = min(max(1, grid_n // num_classes), per_class.shape[1])
+    return per_class[:, :columns].flatten(0, 1), columns
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="sample")

@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import make_grid, save_image
 
 from ganforge.callbacks.schedule import EveryNGenSteps
+from ganforge.generation import samples_per_class
 from ganforge.module import GANModule
 
 
@@ -19,6 +20,8 @@ class SampleGrid(EveryNGenSteps):
 
     The latents are drawn once from ``seed``, so successive grids show how the same
     points of latent space evolve. Uses the EMA generator when the module has one.
+    A conditional model gets one row per class: ``n`` is rounded up to whole classes and the
+    labels come in class-major order.
     """
 
     def __init__(self, dirpath: str, every_n_gen_steps: int = 500, n: int = 64, nrow: int = 8, seed: int = 0) -> None:
@@ -32,8 +35,12 @@ class SampleGrid(EveryNGenSteps):
     def run(self, trainer: Trainer, pl_module: GANModule) -> None:
         """Write the grid for the current generator step as a PNG and log it."""
         step = pl_module.generator_steps
-        images = pl_module.generate(self.n, self.seed)
-        grid = make_grid(images, nrow=self.nrow, normalize=True, value_range=(-1, 1), padding=2)
+        n, nrow = self.n, self.nrow
+        if pl_module.num_classes is not None:
+            nrow = samples_per_class(self.n, pl_module.num_classes)
+            n = nrow * pl_module.num_classes
+        images = pl_module.generate(n, self.seed)
+        grid = make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
         self.dirpath.mkdir(parents=True, exist_ok=True)
         save_image(grid, self.dirpath / f"gen_step_{step:07d}.png")
         log_image(trainer, "samples", grid, step)

@@ -7,6 +7,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
+from ganforge.nets.conditioning import label_code, label_maps
 from ganforge.nets.layers import base_resolution, dcgan_init, spectral_normalize
 
 
@@ -14,7 +15,8 @@ class DCGANGenerator(nn.Module):
     """Transposed convolutions with BatchNorm and ReLU, tanh output in [-1, 1].
 
     z is projected to ``base x base`` (see ``base_resolution``) and doubled until ``resolution``; channels halve
-    at each doubling, from ``width * 2**(n-1)`` down to ``width``.
+    at each doubling, from ``width * 2**(n-1)`` down to ``width``. With ``num_classes=K`` the
+    one-hot label is appended to z before the first layer (conditional GAN, Mirza & Osindero 2014).
     """
 
     def __init__(
@@ -24,13 +26,15 @@ class DCGANGenerator(nn.Module):
         resolution: int = 28,
         width: int = 64,
         spectral_norm: bool = False,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
+        self.num_classes = num_classes
         base, doublings = base_resolution(resolution)
         widths = [width * 2 ** (doublings - 1 - i) for i in range(doublings)]
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim, widths[0], base, 1, 0, bias=False),
+            nn.ConvTranspose2d(latent_dim + (num_classes or 0), widths[0], base, 1, 0, bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
         ]
@@ -47,17 +51,35 @@ class DCGANGenerator(nn.Module):
             spectral_normalize(self)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
+        z = z.reshape(z.shape[0], self.latent_dim)
+        if self.num_classes:
+            z = torch.cat([z, label_code(y, self.num_classes, z)], dim=1)
+        return self.net(z[:, :, None, None])
 
 
 class DCGANDiscriminator(nn.Module):
-    """Strided convolutions with LeakyReLU(0.2) (BatchNorm after the first), one logit per image."""
+    """Strided convolutions with LeakyReLU(0.2) (BatchNorm after the first), one logit per image.
 
-    def __init__(self, channels: int = 1, resolution: int = 28, width: int = 64, spectral_norm: bool = False) -> None:
+    With ``num_classes=K`` the one-hot label enters as K constant input channels, so the first
+    convolution sees the label at every position.
+    """
+
+    def __init__(
+        self,
+        channels: int = 1,
+        resolution: int = 28,
+        width: int = 64,
+        spectral_norm: bool = False,
+        num_classes: int | None = None,
+    ) -> None:
         super().__init__()
+        self.num_classes = num_classes
         base, doublings = base_resolution(resolution)
         widths = [width * 2**i for i in range(doublings)]
-        layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels + (num_classes or 0), widths[0], 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
         for c_in, c_out in pairwise(widths):
             layers += [
                 nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
@@ -71,4 +93,4 @@ class DCGANDiscriminator(nn.Module):
             spectral_normalize(self)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(x).flatten()
+        return self.net(label_maps(y, self.num_classes, x) if self.num_classes else x).flatten()

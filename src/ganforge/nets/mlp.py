@@ -10,6 +10,7 @@ import math
 import torch
 from torch import nn
 
+from ganforge.nets.conditioning import label_code
 from ganforge.nets.layers import sample_shape, spectral_normalize
 
 
@@ -33,6 +34,9 @@ class MLPGenerator(nn.Module):
     likely values (:func:`categorical_code`), a discrete mixture prior: a net fed only a connected
     latent must join separate modes by a bridge of samples, a discrete code lets it jump
     (DeLiGAN, Gurumurthy et al. 2017; Khayatkhoei et al. 2018).
+
+    ``num_classes=K`` makes it class-conditional: the one-hot label is appended to the input
+    vector (after the categorical code), so ``forward(z, y)`` draws from class ``y``.
     """
 
     def __init__(
@@ -45,12 +49,15 @@ class MLPGenerator(nn.Module):
         batch_norm: bool = True,
         spectral_norm: bool = False,
         latent_categories: int = 0,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.latent_categories = latent_categories
+        self.num_classes = num_classes
         self.shape = sample_shape(channels, resolution)
         n_in = latent_dim - 1 + latent_categories if latent_categories else latent_dim
+        n_in += num_classes or 0
         if latent_categories and latent_dim < 1:
             raise ValueError("latent_categories needs latent_dim >= 1 (its first coordinate becomes the code)")
         layers: list[nn.Module] = []
@@ -68,6 +75,8 @@ class MLPGenerator(nn.Module):
         z = z.flatten(1)
         if self.latent_categories:
             z = torch.cat([categorical_code(z[:, 0], self.latent_categories), z[:, 1:]], dim=1)
+        if self.num_classes:
+            z = torch.cat([z, label_code(y, self.num_classes, z)], dim=1)
         return self.net(z).view(z.shape[0], *self.shape)
 
 
@@ -80,7 +89,8 @@ def categorical_code(z0: torch.Tensor, categories: int) -> torch.Tensor:
 
 class MLPDiscriminator(nn.Module):
     """``depth`` hidden layers of ``width`` units: maxout with ``maxout`` pieces, or
-    LeakyReLU(0.2) when ``maxout=1``; one logit per sample."""
+    LeakyReLU(0.2) when ``maxout=1``; one logit per sample. With ``num_classes=K`` the one-hot
+    label is appended to the flattened input, so D judges (sample, label) pairs."""
 
     def __init__(
         self,
@@ -91,9 +101,11 @@ class MLPDiscriminator(nn.Module):
         maxout: int = 5,
         batch_norm: bool = False,
         spectral_norm: bool = False,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
-        in_features = math.prod(sample_shape(channels, resolution))
+        self.num_classes = num_classes
+        in_features = math.prod(sample_shape(channels, resolution)) + (num_classes or 0)
         layers: list[nn.Module] = []
         for i in range(depth):
             n_in = in_features if i == 0 else width
@@ -108,4 +120,7 @@ class MLPDiscriminator(nn.Module):
             spectral_normalize(self)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(x.flatten(1)).flatten()
+        x = x.flatten(1)
+        if self.num_classes:
+            x = torch.cat([x, label_code(y, self.num_classes, x)], dim=1)
+        return self.net(x).flatten()
