@@ -53,9 +53,10 @@ def test_option_composes_and_instantiates(
     assert isinstance(datamodule, LightningDataModule)
     module = build_module(cfg)
     assert isinstance(module, GANModule)
-    fake = module.generator(torch.randn(2, module.latent_dim))
+    y = torch.tensor([0, 1]) if module.generator.num_classes else None  # conditional models take labels
+    fake = module.generator(torch.randn(2, module.latent_dim), y)
     assert fake.shape == (2, *sample_shape(cfg.data.channels, cfg.data.resolution))
-    assert module.discriminator(fake).shape == (2,)
+    assert module.discriminator(fake, y).shape == (2,)
     g_opt, d_opt = module.configure_optimizers()
     assert g_opt.param_groups[0]["lr"] == cfg.optim.generator.lr
     assert d_opt.param_groups[0]["lr"] == cfg.optim.discriminator.lr

@@ -132,7 +132,7 @@ def test_scores_are_reproducible_release_generated_features_and_keep_the_global_
 
 
 def test_kid_needs_enough_samples() -> None:
-    with pytest.raises(ValueError, match="kid_subset_size"):
+    with pytest.raises(GanforgeError, match="kid_subset_size"):
         scorer(gaussian_features(100, 8, 0)).score(torch.randn(100, 8), uniform_logits(100))
 
 

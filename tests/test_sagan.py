@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
+from ganforge.config import load_checkpoint
 from ganforge.nets import SAGANDiscriminator, SAGANGenerator
 from ganforge.nets.layers import ConditionalBatchNorm2d, SelfAttention
+from ganforge.train import train
+from tests.conftest import Compose
 
 
 def test_self_attention_shape_and_rows_are_distributions() -> None:
@@ -120,3 +125,14 @@ def test_orthogonal_initialisation() -> None:
     g = SAGANGenerator(latent_dim=16, channels=1, resolution=28, width=4, spectral_norm=False)
     w = g.linear.weight  # (out, in) with out > in: orthonormal columns
     assert torch.allclose(w.T @ w, torch.eye(16), atol=1e-5)
+
+
+def test_tiny_conditional_sagan_trains_and_learns_class_parameters(tiny_cfg: Compose, tmp_path: Path) -> None:
+    """experiment=fmnist_sagan_cond, shrunk: a few steps move G's conditional BatchNorm tables and D's projection."""
+    cfg = tiny_cfg("experiment=fmnist_sagan_cond", "max_gen_steps=3", "model.generator.latent_dim=8")
+    metrics = train(cfg)
+    assert metrics["gen_step"] == 3.0 and torch.isfinite(torch.tensor(metrics["loss/d"]))
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["state_dict"]
+    scale = state["generator.blocks.0.bn1.scale.weight"]
+    assert scale.shape == (10, cfg.model.generator.width * 4) and not torch.equal(scale, torch.ones_like(scale))
+    assert "discriminator.embed.parametrizations.weight.original" in state

@@ -43,6 +43,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("wandb_offline", wandb_offline, replace=True)
     OmegaConf.register_new_resolver("domain_of", domain_of, replace=True)
     OmegaConf.register_new_resolver("mul", lambda a, b: a * b, replace=True)
+    OmegaConf.register_new_resolver("floordiv", lambda a, b: a // b, replace=True)
     OmegaConf.register_new_resolver("classes_if", classes_if, replace=True)
 
 

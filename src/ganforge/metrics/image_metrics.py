@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +20,7 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from ganforge.data.datamodules import GANDataModule, TensorImages
+from ganforge.errors import ConfigError
 from ganforge.metrics.cache import cached
 from ganforge.metrics.features import FeatureExtractor
 
@@ -81,7 +83,7 @@ def split_features(
     """Features of ``n`` real images of a split, from the on-disk cache when it has them."""
     key = {
         "dataset": datamodule.name,
-        "source": getattr(datamodule, "root", None),
+        "source": str(Path(datamodule.data_dir).resolve()),  # an image folder is its path
         "split": split,
         "channels": datamodule.channels,
         "resolution": datamodule.resolution,
@@ -143,7 +145,7 @@ class ImageScorer(nn.Module):
     def score(self, features: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
         """``fid``, ``kid``, ``kid_std``, ``is``, ``is_std`` (and ``precision``, ``recall``)."""
         if min(len(features), len(self.reference)) < self.kid_subset_size:
-            raise ValueError(
+            raise ConfigError(
                 f"KID needs at least kid_subset_size={self.kid_subset_size} samples on each side, got "
                 f"{len(features)} generated and {len(self.reference)} real; lower metrics.scorer.kid_subset_size"
             )
