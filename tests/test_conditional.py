@@ -209,11 +209,14 @@ def test_training_gives_g_d_and_penalties_the_real_batch_labels(
 
 
 def test_sample_grid_and_metrics_of_a_conditional_run(conditional_run: tuple[Path, list[dict[str, Any]]]) -> None:
-    """The grid holds 64 samples rounded up to 70: 10 rows (one per class) of 7; metrics are computed."""
+    """The grid holds 64 samples rounded up to 70: 10 rows (one per class) of 7; metrics are computed,
+    with the domain classifier's accuracy on the generated classes."""
     out, _ = conditional_run
     grid = Image.open(out / "samples" / "gen_step_0000004.png")
     assert grid.size == (7 * 30 + 2, 10 * 30 + 2)
-    assert np.isfinite(json.loads((out / "metrics.json").read_text())["metrics"]["fid"])
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert np.isfinite(metrics["fid"])
+    assert 0.0 <= metrics["class_accuracy"] <= 1.0
 
 
 def test_sample_one_class_writes_labels(conditional_run: tuple[Path, list[dict[str, Any]]], tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from ganforge.data.datamodules import MNIST5kDataModule
 from ganforge.errors import GanforgeError
 from ganforge.metrics import DomainFeatures, ImageScorer, InceptionFeatures, auto_features, extract, split_features
 from ganforge.metrics.cache import cache_file, cached
+from ganforge.metrics.image_metrics import class_accuracy
 
 
 def scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
@@ -208,3 +209,17 @@ def test_split_features_are_cached_per_extractor_and_count(tmp_path: Path, monke
 def test_auto_features_pick_the_domain_classifier_else_inception(random_inception_weights: Path) -> None:
     assert isinstance(auto_features("mnist"), DomainFeatures)
     assert isinstance(auto_features(None, str(random_inception_weights)), InceptionFeatures)
+
+
+def test_class_accuracy_of_real_images_is_the_classifiers_accuracy() -> None:
+    """A stand-in 'conditional generator' that returns real test images of the asked class scores the
+    classifier's own test accuracy on them; shuffled labels score chance."""
+    dm = MNIST5kDataModule()
+    test = dm.load_split(train=False)
+    images, labels = test.images.float().div(127.5).sub(1), test.labels
+    _, logits = extract(DomainFeatures("mnist"), images.split(250))
+    accuracy = class_accuracy(logits, labels)
+    assert accuracy == pytest.approx(0.98, abs=0.005)  # the shipped classifier's recorded test accuracy
+    shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))]
+    assert class_accuracy(logits, shuffled) < 0.2
+    assert class_accuracy(torch.eye(3), torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)

@@ -12,9 +12,9 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from ganforge.callbacks.sample_grid import log_image
 from ganforge.callbacks.schedule import EveryNGenSteps
-from ganforge.generation import generate_batches
-from ganforge.metrics.features import FeatureExtractor
-from ganforge.metrics.image_metrics import ImageScorer, extract, split_features
+from ganforge.generation import class_major_labels, generate_batches
+from ganforge.metrics.features import DomainFeatures, FeatureExtractor
+from ganforge.metrics.image_metrics import ImageScorer, class_accuracy, extract, split_features
 from ganforge.metrics.mode_coverage import mode_coverage
 from ganforge.module import GANModule
 from ganforge.plots import scatter_png
@@ -79,6 +79,8 @@ class ImageMetrics(EveryNGenSteps):
     """Every ``every_n_gen_steps`` generator steps and at the end, score ``n_samples`` images of
     the (EMA) generator against ``n_real`` images of the ``reference_split``, in the space of
     ``features``: FID, KID, IS and precision/recall (see :class:`~ganforge.metrics.ImageScorer`).
+    For a conditional generator scored by the domain classifier, also ``class_accuracy``: how often
+    the classifier assigns a generated image to the class it was generated for (classes equally often).
 
     The generated images come from latents seeded by ``seed`` (the same every evaluation); real
     features are cached on disk under ``cache_dir``. Logs ``metrics/<name>`` to every logger
@@ -124,8 +126,14 @@ class ImageMetrics(EveryNGenSteps):
 
     def run(self, trainer: Trainer, pl_module: GANModule) -> None:
         assert self.scorer is not None, "setup() builds the scorer"
-        images = generate_batches(pl_module.sampling_generator, self.n_samples, self.seed, self.batch_size)
-        scores = self.scorer.score(*extract(self.features, images, pl_module.device))
+        generator = pl_module.sampling_generator
+        num_classes = getattr(generator, "num_classes", None)
+        labels = class_major_labels(self.n_samples, num_classes) if num_classes else None
+        images = generate_batches(generator, self.n_samples, self.seed, self.batch_size, labels=labels)
+        features, logits = extract(self.features, images, pl_module.device)
+        scores = self.scorer.score(features, logits)
+        if labels is not None and isinstance(self.features, DomainFeatures) and logits.shape[1] == num_classes:
+            scores["class_accuracy"] = class_accuracy(logits, labels)
         self.latest, self.latest_step = scores, pl_module.generator_steps
         log_metrics(trainer, {f"metrics/{k}": v for k, v in scores.items()})
 

@@ -53,6 +53,11 @@ def extract(
     return torch.cat(features), torch.cat(logits)
 
 
+def class_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of samples whose most likely class under a classifier is the class they were generated for."""
+    return (logits.argmax(dim=1).cpu() == labels.cpu()).double().mean().item()
+
+
 def split_images(datamodule: GANDataModule, split: str, n: int, seed: int, batch_size: int) -> Iterator[torch.Tensor]:
     """Batches (uint8) of ``n`` images of a split, a seeded random subset when the split is larger.
 
