@@ -217,6 +217,7 @@ def test_sample_grid_and_metrics_of_a_conditional_run(conditional_run: tuple[Pat
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     assert np.isfinite(metrics["fid"])
     assert 0.0 <= metrics["class_accuracy"] <= 1.0
+    assert np.isfinite(metrics["intra_fid"]) and metrics["intra_fid"] > 0
 
 
 def test_sample_one_class_writes_labels(conditional_run: tuple[Path, list[dict[str, Any]]], tmp_path: Path) -> None:

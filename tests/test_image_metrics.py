@@ -16,7 +16,7 @@ from ganforge.data.datamodules import MNIST5kDataModule
 from ganforge.errors import GanforgeError
 from ganforge.metrics import DomainFeatures, ImageScorer, InceptionFeatures, auto_features, extract, split_features
 from ganforge.metrics.cache import cache_file, cached
-from ganforge.metrics.image_metrics import class_accuracy
+from ganforge.metrics.image_metrics import class_accuracy, split_images, split_labels
 
 
 def scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
@@ -223,3 +223,29 @@ def test_class_accuracy_of_real_images_is_the_classifiers_accuracy() -> None:
     shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))]
     assert class_accuracy(logits, shuffled) < 0.2
     assert class_accuracy(torch.eye(3), torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)
+
+
+def test_intra_class_fid_is_the_mean_of_per_class_fids() -> None:
+    """Two classes with their own feature distributions: intra-FID is the mean of the two SciPy FIDs,
+    and swapping the generated labels (right images, wrong classes) raises it sharply."""
+    real = torch.cat([gaussian_features(600, 8, seed=0), gaussian_features(600, 8, seed=1, shift=3.0)])
+    fake = torch.cat([gaussian_features(500, 8, seed=2, scale=1.1), gaussian_features(500, 8, seed=3, shift=2.8)])
+    real_labels, fake_labels = torch.arange(1200) // 600, torch.arange(1000) // 500
+    score = scorer(real, reference_labels=real_labels)
+    expected = sum(
+        scipy_fid(real[real_labels == k].double().numpy(), fake[fake_labels == k].double().numpy()) for k in (0, 1)
+    )
+    assert score.intra_class_fid(fake, fake_labels) == pytest.approx(expected / 2, rel=1e-3)
+    assert score.score(fake, uniform_logits(1000), fake_labels)["intra_fid"] == pytest.approx(expected / 2, rel=1e-3)
+    assert score.intra_class_fid(fake, 1 - fake_labels) > 10 * expected / 2
+    assert "intra_fid" not in scorer(real).score(fake, uniform_logits(1000), fake_labels)
+
+
+def test_split_labels_match_the_split_images() -> None:
+    dm = MNIST5kDataModule()
+    images = torch.cat(list(split_images(dm, "test", 300, seed=4, batch_size=128)))
+    labels = split_labels(dm, "test", 300, seed=4)
+    test = dm.load_split(train=False)
+    for image, label in zip(images[:20], labels[:20], strict=True):
+        matches = (test.images == image).flatten(1).all(1).nonzero().flatten()
+        assert label in test.labels[matches]

@@ -14,7 +14,7 @@ from ganforge.callbacks.sample_grid import log_image
 from ganforge.callbacks.schedule import EveryNGenSteps
 from ganforge.generation import class_major_labels, generate_batches
 from ganforge.metrics.features import DomainFeatures, FeatureExtractor
-from ganforge.metrics.image_metrics import ImageScorer, class_accuracy, extract, split_features
+from ganforge.metrics.image_metrics import ImageScorer, class_accuracy, extract, split_features, split_labels
 from ganforge.metrics.mode_coverage import mode_coverage
 from ganforge.module import GANModule
 from ganforge.plots import scatter_png
@@ -79,8 +79,9 @@ class ImageMetrics(EveryNGenSteps):
     """Every ``every_n_gen_steps`` generator steps and at the end, score ``n_samples`` images of
     the (EMA) generator against ``n_real`` images of the ``reference_split``, in the space of
     ``features``: FID, KID, IS and precision/recall (see :class:`~ganforge.metrics.ImageScorer`).
-    For a conditional generator scored by the domain classifier, also ``class_accuracy``: how often
-    the classifier assigns a generated image to the class it was generated for (classes equally often).
+    For a conditional generator also ``intra_fid`` (mean per-class FID) and, scored by the domain
+    classifier, ``class_accuracy``: how often the classifier assigns a generated image to the class
+    it was generated for (classes equally often).
 
     The generated images come from latents seeded by ``seed`` (the same every evaluation); real
     features are cached on disk under ``cache_dir``. Logs ``metrics/<name>`` to every logger
@@ -122,7 +123,11 @@ class ImageMetrics(EveryNGenSteps):
             trainer.datamodule, self.features, self.reference_split, self.n_real, self.seed, self.batch_size,
             self.cache_dir, pl_module.device,
         )  # fmt: skip
-        self.scorer = ImageScorer(reference, seed=self.seed, **self.scorer_options).to(pl_module.device)
+        conditional = getattr(pl_module.sampling_generator, "num_classes", None) is not None
+        labels = split_labels(trainer.datamodule, self.reference_split, self.n_real, self.seed) if conditional else None
+        self.scorer = ImageScorer(reference, seed=self.seed, reference_labels=labels, **self.scorer_options).to(
+            pl_module.device
+        )
 
     def run(self, trainer: Trainer, pl_module: GANModule) -> None:
         assert self.scorer is not None, "setup() builds the scorer"
@@ -131,7 +136,7 @@ class ImageMetrics(EveryNGenSteps):
         labels = class_major_labels(self.n_samples, num_classes) if num_classes else None
         images = generate_batches(generator, self.n_samples, self.seed, self.batch_size, labels=labels)
         features, logits = extract(self.features, images, pl_module.device)
-        scores = self.scorer.score(features, logits)
+        scores = self.scorer.score(features, logits, labels)
         if labels is not None and isinstance(self.features, DomainFeatures) and logits.shape[1] == num_classes:
             scores["class_accuracy"] = class_accuracy(logits, labels)
         self.latest, self.latest_step = scores, pl_module.generator_steps

@@ -58,16 +58,30 @@ def class_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (logits.argmax(dim=1).cpu() == labels.cpu()).double().mean().item()
 
 
+def _split_subset(datamodule: GANDataModule, split: str, n: int, seed: int) -> tuple[Dataset, torch.Tensor]:
+    """A split and the sorted indices of its seeded random subset of ``n`` (all of it when smaller)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"reference split must be 'train' or 'test', got {split!r}")
+    dataset: Dataset = datamodule.load_split(train=split == "train")
+    size = len(dataset)  # type: ignore[arg-type]
+    return dataset, torch.randperm(size, generator=torch.Generator().manual_seed(seed))[: min(n, size)].sort().values
+
+
+def split_labels(datamodule: GANDataModule, split: str, n: int, seed: int) -> torch.Tensor:
+    """Class labels of the images :func:`split_images` yields for the same arguments."""
+    dataset, index = _split_subset(datamodule, split, n, seed)
+    labels = dataset.labels if isinstance(dataset, TensorImages) else getattr(dataset, "targets", None)
+    if labels is None:
+        raise ConfigError(f"{datamodule.name} has no class labels to compare generated classes with")
+    return torch.as_tensor(labels)[index]
+
+
 def split_images(datamodule: GANDataModule, split: str, n: int, seed: int, batch_size: int) -> Iterator[torch.Tensor]:
     """Batches (uint8) of ``n`` images of a split, a seeded random subset when the split is larger.
 
     A generator: the split is only read when the first batch is asked for.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"reference split must be 'train' or 'test', got {split!r}")
-    dataset: Dataset = datamodule.load_split(train=split == "train")
-    size = len(dataset)  # type: ignore[arg-type]
-    index = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[: min(n, size)].sort().values
+    dataset, index = _split_subset(datamodule, split, n, seed)
     if isinstance(dataset, TensorImages):
         yield from dataset.images[index].split(batch_size)
     else:
@@ -119,6 +133,7 @@ class ImageScorer(nn.Module):
         precision_recall: bool = True,
         pr_neighbourhood: int = 3,
         seed: int = 0,
+        reference_labels: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         dim = reference.shape[1]
@@ -132,6 +147,7 @@ class ImageScorer(nn.Module):
         self.fid.update(reference, real=True)
         self.kid.update(reference, real=True)
         self.reference = reference
+        self.reference_labels = reference_labels
         self.kid_subset_size = kid_subset_size
         self.precision_recall = precision_recall
         self.pr_neighbourhood = pr_neighbourhood
@@ -147,8 +163,12 @@ class ImageScorer(nn.Module):
         }
 
     @torch.no_grad()
-    def score(self, features: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
-        """``fid``, ``kid``, ``kid_std``, ``is``, ``is_std`` (and ``precision``, ``recall``)."""
+    def score(
+        self, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dict[str, float]:
+        """``fid``, ``kid``, ``kid_std``, ``is``, ``is_std`` (and ``precision``, ``recall``; with the
+        generated samples' ``labels`` and reference labels, ``intra_fid``: the mean over classes of
+        the FID between the generated and the real images of each class)."""
         if min(len(features), len(self.reference)) < self.kid_subset_size:
             raise ConfigError(
                 f"KID needs at least kid_subset_size={self.kid_subset_size} samples on each side, got "
@@ -179,4 +199,20 @@ class ImageScorer(nn.Module):
                 save_cpu_ram=True, verbose=False,
             )  # fmt: skip
             scores |= {"precision": prc["precision"], "recall": prc["recall"]}
+        if labels is not None and self.reference_labels is not None:
+            scores["intra_fid"] = self.intra_class_fid(features, labels)
         return scores
+
+    def intra_class_fid(self, features: torch.Tensor, labels: torch.Tensor) -> float:
+        """Mean over the classes present on both sides of the per-class FID (Miyato & Koyama 2018)."""
+        assert self.reference_labels is not None
+        labels, reference_labels = labels.to(features.device), self.reference_labels.to(features.device)
+        fids = []
+        for k in labels.unique():
+            real, fake = self.reference[reference_labels == k], features[labels == k]
+            if len(real) > 1 and len(fake) > 1:
+                fid = FrechetInceptionDistance(feature=PassThrough(features.shape[1])).to(features.device)
+                fid.update(real, real=True)
+                fid.update(fake, real=False)
+                fids.append(fid.compute().item())
+        return sum(fids) / len(fids)
