@@ -15,6 +15,7 @@ from torch import nn
 
 from ganforge.config import build_module, generator_from_checkpoint, load_checkpoint
 from ganforge.errors import ConfigError
+from ganforge.evaluate import evaluate
 from ganforge.generation import class_major_labels, generate_batches
 from ganforge.module import GANModule
 from ganforge.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
@@ -260,3 +261,16 @@ def test_sample_class_of_an_unconditional_checkpoint_is_a_clear_error(tiny_cfg: 
     )
     assert_clean_error(result, "ganforge-sample: error:", "trained unconditionally", "drop y=")
     assert not (tmp_path / "samples.npz").exists()
+
+
+def test_ganforge_eval_of_a_conditional_checkpoint_reproduces_the_class_metrics(
+    conditional_run: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    """ganforge-eval of last.ckpt with the run's metric settings gives the callback's final scores,
+    class accuracy and intra-class FID included."""
+    out, _ = conditional_run
+    final = json.loads((out / "metrics.json").read_text())["metrics"]
+    overrides = [o for o in TINY if o.startswith("metrics.")]
+    result = evaluate(compose_config("eval", [f"ckpt={out / 'checkpoints' / 'last.ckpt'}", *overrides]))
+    assert {"class_accuracy", "intra_fid"} <= result["metrics"].keys()
+    assert result["metrics"] == pytest.approx(final, rel=1e-5)

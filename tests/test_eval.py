@@ -64,6 +64,10 @@ def test_floor_json_states_the_protocol(floor: dict) -> None:
     assert protocol["n_reference"] == 2000 and protocol["kid_subset_size"] == 500 and protocol["is_splits"] == 10
     assert protocol["extractor"].startswith("domain:fashion_mnist:")
     assert 1.0 < floor["metrics"]["is"] <= 10.0
+    # Real images carry labels: the classifier's accuracy on 2,000 test images (90.69 % on all 10,000)
+    # and the intra-class FID floor.
+    assert floor["metrics"]["class_accuracy"] == pytest.approx(0.907, abs=0.02)
+    assert 0 < floor["metrics"]["intra_fid"] < 1.0
 
 
 @pytest.mark.parametrize(

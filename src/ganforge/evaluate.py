@@ -10,7 +10,7 @@ Prints the scores and writes them, with their protocol, as JSON.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,15 @@ from omegaconf import DictConfig, open_dict
 
 from ganforge.config import build, generator_from_checkpoint, load_checkpoint
 from ganforge.errors import GanforgeError
-from ganforge.generation import generate_batches
-from ganforge.metrics import ImageScorer, extract, split_features
-from ganforge.metrics.image_metrics import split_images
+from ganforge.generation import class_major_labels, generate_batches
+from ganforge.metrics import DomainFeatures, ImageScorer, extract, split_features
+from ganforge.metrics.image_metrics import class_accuracy, split_images, split_labels
 from ganforge.train import report_errors
 
 
-def load_samples(path: str | Path) -> torch.Tensor:
-    """uint8 NHWC images under ``arr_0`` (as ganforge-sample writes them) -> uint8 NCHW."""
+def load_samples(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """uint8 NHWC images under ``arr_0`` (as ganforge-sample writes them) -> uint8 NCHW, and the
+    class labels under ``arr_1`` when the file has them (samples of a conditional model)."""
     file = Path(path)
     if not file.is_file():
         raise GanforgeError(
@@ -38,19 +39,25 @@ def load_samples(path: str | Path) -> torch.Tensor:
         if "arr_0" not in npz:
             raise GanforgeError(f"{str(file)!r} has no arr_0; expected uint8 images N x H x W x C under arr_0")
         images = npz["arr_0"]
+        labels = torch.from_numpy(npz["arr_1"]).long() if "arr_1" in npz else None
     if images.dtype != np.uint8 or images.ndim != 4:
         raise GanforgeError(
             f"{str(file)!r}: arr_0 is {images.dtype} of shape {images.shape}; expected uint8 images N x H x W x C"
         )
-    return torch.from_numpy(images).permute(0, 3, 1, 2)
+    return torch.from_numpy(images).permute(0, 3, 1, 2), labels
 
 
 def _device(name: str) -> torch.device:
     return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
 
 
-def _generated(cfg: DictConfig, device: torch.device) -> tuple[Iterable[torch.Tensor], int, str, DictConfig]:
-    """The images to score, how many, what they are, and the data config they are compared with."""
+Scored = tuple[Iterable[torch.Tensor], int, str, DictConfig, Callable[[], torch.Tensor | None]]
+
+
+def _generated(cfg: DictConfig, device: torch.device) -> Scored:
+    """The images to score, how many, what they are, the data config they are compared with, and
+    their class labels when they have some (a conditional generator's, a samples file's arr_1, real
+    ones). Images and labels are produced lazily: nothing reads the data before the extractor is built."""
     m = cfg.metrics
     if sum(bool(x) for x in (cfg.ckpt, cfg.samples, cfg.floor)) != 1:
         raise GanforgeError("give exactly one of ckpt=PATH, samples=PATH.npz or floor=true")
@@ -59,23 +66,37 @@ def _generated(cfg: DictConfig, device: torch.device) -> tuple[Iterable[torch.Te
         kind = "EMA generator" if cfg.ema else "generator"
         what = f"{m.n_samples} samples of the {kind} of {cfg.ckpt} (latent seed {m.seed})"
         data = cfg.get("data") or run_cfg.data
-        return generate_batches(generator.to(device), m.n_samples, m.seed, m.batch_size), m.n_samples, what, data
+        num_classes = getattr(generator, "num_classes", None)
+        labels = class_major_labels(m.n_samples, num_classes) if num_classes else None
+        images = generate_batches(generator.to(device), m.n_samples, m.seed, m.batch_size, labels=labels)
+        return images, m.n_samples, what, data, lambda: labels
     if not cfg.get("data"):
         raise GanforgeError("name the reference data: data=fashion_mnist (or another data config)")
     if cfg.samples:
-        images = load_samples(cfg.samples)
-        return images.split(m.batch_size), len(images), f"{len(images)} images of {cfg.samples}", cfg.data
+        images, labels = load_samples(cfg.samples)
+        return (
+            images.split(m.batch_size),
+            len(images),
+            f"{len(images)} images of {cfg.samples}",
+            cfg.data,
+            lambda: labels,
+        )
     datamodule = build(cfg.data)
     floor_split = "test" if m.reference_split == "train" else "train"
     what = f"{datamodule.name} {floor_split} split, {m.n_samples} images (seeded subset, seed {m.seed})"
-    return split_images(datamodule, floor_split, m.n_samples, m.seed, m.batch_size), m.n_samples, what, cfg.data
+    images = split_images(datamodule, floor_split, m.n_samples, m.seed, m.batch_size)
+
+    def labels() -> torch.Tensor | None:
+        return split_labels(datamodule, floor_split, m.n_samples, m.seed) if datamodule.num_classes else None
+
+    return images, m.n_samples, what, cfg.data, labels
 
 
 @torch.no_grad()
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score the configured images; returns ``{"metrics": ..., "protocol": ...}`` (also written as JSON)."""
     device = _device(cfg.device)
-    images, n, what, data_cfg = _generated(cfg, device)
+    images, n, what, data_cfg, get_labels = _generated(cfg, device)
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.data = data_cfg  # the extractor's config interpolates it (the datamodule's domain)
@@ -85,8 +106,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     reference = split_features(
         datamodule, extractor, m.reference_split, m.n_real, m.seed, m.batch_size, m.cache_dir, device
     )
-    scorer = ImageScorer(reference, seed=m.seed, **m.scorer).to(device)
-    metrics = scorer.score(*extract(extractor, images, device))
+    labels = get_labels()
+    reference_labels = split_labels(datamodule, m.reference_split, m.n_real, m.seed) if labels is not None else None
+    scorer = ImageScorer(reference, seed=m.seed, reference_labels=reference_labels, **m.scorer).to(device)
+    features, logits = extract(extractor, images, device)
+    metrics = scorer.score(features, logits, labels)
+    if labels is not None and isinstance(extractor, DomainFeatures) and logits.shape[1] == datamodule.num_classes:
+        metrics["class_accuracy"] = class_accuracy(logits, labels)
     result = {
         "metrics": metrics,
         "protocol": {
