@@ -49,7 +49,7 @@ def test_explore_checkpoint_notebook(tiny_cfg: Compose, tmp_path: Path, monkeypa
     assert has_image(cell(notebook, "slerp(ends[0], ends[1]"))
     assert "unconditional model" in stdout(cell(notebook, "num_classes"))
 
-    metric = stdout(cell(notebook, "ImageScorer("))
+    metric = stdout(cell(notebook, "reference_scorer("))
     scores = {name: float(value) for name, value in re.findall(r"^\s*(\w+): (\S+)$", metric, re.MULTILINE)}
     assert scores.keys() >= {"fid", "kid", "is", "precision", "recall"}
     assert math.isfinite(scores["fid"]) and scores["fid"] > 0

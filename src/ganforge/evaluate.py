@@ -21,9 +21,8 @@ from omegaconf import DictConfig, open_dict
 
 from ganforge.config import build, generator_from_checkpoint, load_checkpoint
 from ganforge.errors import GanforgeError
-from ganforge.generation import class_major_labels, generate_batches
-from ganforge.metrics import DomainFeatures, ImageScorer, extract, split_features
-from ganforge.metrics.image_metrics import class_accuracy, split_images, split_labels
+from ganforge.generation import class_major_labels, generate_batches, resolve_device
+from ganforge.metrics.image_metrics import reference_scorer, score_images, split_images, split_labels
 from ganforge.train import report_errors
 
 
@@ -45,10 +44,6 @@ def load_samples(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
             f"{str(file)!r}: arr_0 is {images.dtype} of shape {images.shape}; expected uint8 images N x H x W x C"
         )
     return torch.from_numpy(images).permute(0, 3, 1, 2), labels
-
-
-def _device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
 
 
 Scored = tuple[Iterable[torch.Tensor], int, str, DictConfig, Callable[[], torch.Tensor | None]]
@@ -95,7 +90,7 @@ def _generated(cfg: DictConfig, device: torch.device) -> Scored:
 @torch.no_grad()
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score the configured images; returns ``{"metrics": ..., "protocol": ...}`` (also written as JSON)."""
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     images, n, what, data_cfg, get_labels = _generated(cfg, device)
     cfg = cfg.copy()
     with open_dict(cfg):
@@ -103,26 +98,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build(cfg.data)
     m = cfg.metrics
     extractor = build(m.features).to(device)
-    reference = split_features(
-        datamodule, extractor, m.reference_split, m.n_real, m.seed, m.batch_size, m.cache_dir, device
-    )
     labels = get_labels()
-    reference_labels = split_labels(datamodule, m.reference_split, m.n_real, m.seed) if labels is not None else None
-    scorer = ImageScorer(reference, seed=m.seed, reference_labels=reference_labels, **m.scorer).to(device)
-    features, logits = extract(extractor, images, device)
-    metrics = scorer.score(features, logits, labels)
-    if labels is not None and isinstance(extractor, DomainFeatures) and logits.shape[1] == datamodule.num_classes:
-        metrics["class_accuracy"] = class_accuracy(logits, labels)
-    result = {
-        "metrics": metrics,
-        "protocol": {
-            "generated": what,
-            "n_generated": n,
-            "reference": f"{datamodule.name} {m.reference_split} split, seeded subset (seed {m.seed})",
-            "extractor": extractor.identity,
-            **scorer.protocol(),
-        },
-    }
+    scorer = reference_scorer(
+        datamodule, extractor, m.reference_split, m.n_real, m.seed, m.batch_size, m.cache_dir, device,
+        labelled=labels is not None, **m.scorer,
+    )  # fmt: skip
+    metrics = score_images(scorer, extractor, images, device, labels)
+    result = {"metrics": metrics, "protocol": {"generated": what, "n_generated": n, **scorer.protocol()}}
     out = Path(cfg.out or _default_out(cfg, datamodule.name, extractor.identity.split(":")[0]))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

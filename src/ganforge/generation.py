@@ -21,6 +21,13 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
         module.train(was_training)
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU; any other name as torch spells it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def class_major_labels(n: int, num_classes: int) -> torch.Tensor:
     """``n`` labels spread evenly over ``num_classes`` classes in class-major order (0, 0, ..., 1, 1, ...).
 

@@ -17,7 +17,7 @@ from torchvision.utils import save_image
 
 from ganforge.config import generator_from_checkpoint, load_checkpoint
 from ganforge.errors import ConfigError
-from ganforge.generation import class_major_labels, generate_batches, samples_per_class
+from ganforge.generation import class_major_labels, generate_batches, resolve_device, samples_per_class
 from ganforge.plots import scatter_png
 from ganforge.train import report_errors
 
@@ -52,7 +52,7 @@ def sample(cfg: DictConfig) -> Path:
     num_classes = getattr(generator, "num_classes", None)
     labels = sample_labels(cfg.get("y"), cfg.n, num_classes, cfg.ckpt)
     n = cfg.n if labels is None else len(labels)
-    device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(cfg.device)
     generator.to(device)
     batches = generate_batches(generator, n, cfg.seed, cfg.batch_size, device, labels=labels)
     samples = torch.cat([x.cpu() for x in batches])

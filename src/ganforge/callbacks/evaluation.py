@@ -13,8 +13,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from ganforge.callbacks.sample_grid import log_image
 from ganforge.callbacks.schedule import EveryNGenSteps
 from ganforge.generation import class_major_labels, generate_batches
-from ganforge.metrics.features import DomainFeatures, FeatureExtractor
-from ganforge.metrics.image_metrics import ImageScorer, class_accuracy, extract, split_features, split_labels
+from ganforge.metrics.features import FeatureExtractor
+from ganforge.metrics.image_metrics import ImageScorer, reference_scorer, score_images
 from ganforge.metrics.mode_coverage import mode_coverage
 from ganforge.module import GANModule
 from ganforge.plots import scatter_png
@@ -119,26 +119,19 @@ class ImageMetrics(EveryNGenSteps):
         if self.scorer is not None:
             return
         self.features.to(pl_module.device)
-        reference = split_features(
+        self.scorer = reference_scorer(
             trainer.datamodule, self.features, self.reference_split, self.n_real, self.seed, self.batch_size,
-            self.cache_dir, pl_module.device,
+            self.cache_dir, pl_module.device, labelled=pl_module.num_classes is not None, **self.scorer_options,
         )  # fmt: skip
-        conditional = getattr(pl_module.sampling_generator, "num_classes", None) is not None
-        labels = split_labels(trainer.datamodule, self.reference_split, self.n_real, self.seed) if conditional else None
-        self.scorer = ImageScorer(reference, seed=self.seed, reference_labels=labels, **self.scorer_options).to(
-            pl_module.device
-        )
 
     def run(self, trainer: Trainer, pl_module: GANModule) -> None:
         assert self.scorer is not None, "setup() builds the scorer"
-        generator = pl_module.sampling_generator
-        num_classes = getattr(generator, "num_classes", None)
+        num_classes = pl_module.num_classes
         labels = class_major_labels(self.n_samples, num_classes) if num_classes else None
-        images = generate_batches(generator, self.n_samples, self.seed, self.batch_size, labels=labels)
-        features, logits = extract(self.features, images, pl_module.device)
-        scores = self.scorer.score(features, logits, labels)
-        if labels is not None and isinstance(self.features, DomainFeatures) and logits.shape[1] == num_classes:
-            scores["class_accuracy"] = class_accuracy(logits, labels)
+        images = generate_batches(
+            pl_module.sampling_generator, self.n_samples, self.seed, self.batch_size, labels=labels
+        )
+        scores = score_images(self.scorer, self.features, images, pl_module.device, labels)
         self.latest, self.latest_step = scores, pl_module.generator_steps
         log_metrics(trainer, {f"metrics/{k}": v for k, v in scores.items()})
 
@@ -148,8 +141,6 @@ class ImageMetrics(EveryNGenSteps):
         return {
             "generated": f"{self.n_samples} samples of the EMA generator (latent seed {self.seed})",
             "n_generated": self.n_samples,
-            "reference": f"{trainer.datamodule.name} {self.reference_split} split, seeded subset (seed {self.seed})",
-            "extractor": self.features.identity,
             **self.scorer.protocol(),
         }
 

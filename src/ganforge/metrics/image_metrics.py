@@ -22,7 +22,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from ganforge.data.datamodules import GANDataModule, TensorImages
 from ganforge.errors import ConfigError
 from ganforge.metrics.cache import cached
-from ganforge.metrics.features import FeatureExtractor
+from ganforge.metrics.features import DomainFeatures, FeatureExtractor
 
 
 class PassThrough(nn.Module):
@@ -134,6 +134,7 @@ class ImageScorer(nn.Module):
         pr_neighbourhood: int = 3,
         seed: int = 0,
         reference_labels: torch.Tensor | None = None,
+        about: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         dim = reference.shape[1]
@@ -148,13 +149,16 @@ class ImageScorer(nn.Module):
         self.kid.update(reference, real=True)
         self.reference = reference
         self.reference_labels = reference_labels
+        self.about = dict(about or {})
         self.kid_subset_size = kid_subset_size
         self.precision_recall = precision_recall
         self.pr_neighbourhood = pr_neighbourhood
         self.seed = seed
 
     def protocol(self) -> dict[str, Any]:
+        """What the scores mean: ``about`` (reference, extractor) and the estimator settings."""
         return {
+            **self.about,
             "n_reference": len(self.reference),
             "kid_subsets": self.kid.subsets,
             "kid_subset_size": self.kid_subset_size,
@@ -216,3 +220,42 @@ class ImageScorer(nn.Module):
                 fid.update(fake, real=False)
                 fids.append(fid.compute().item())
         return sum(fids) / len(fids)
+
+
+def reference_scorer(
+    datamodule: GANDataModule,
+    extractor: FeatureExtractor,
+    split: str,
+    n: int,
+    seed: int = 0,
+    batch_size: int = 500,
+    cache_dir: str | None = None,
+    device: torch.device | str = "cpu",
+    labelled: bool = False,
+    **options: Any,
+) -> ImageScorer:
+    """An :class:`ImageScorer` against ``n`` real images of a split (features cached; with their labels
+    when ``labelled``, for intra-class FID), whose protocol names the reference and the extractor."""
+    reference = split_features(datamodule, extractor, split, n, seed, batch_size, cache_dir, device)
+    labels = split_labels(datamodule, split, n, seed) if labelled else None
+    about = {
+        "reference": f"{datamodule.name} {split} split, seeded subset (seed {seed})",
+        "extractor": extractor.identity,
+    }
+    return ImageScorer(reference, seed=seed, reference_labels=labels, about=about, **options).to(device)
+
+
+def score_images(
+    scorer: ImageScorer,
+    extractor: FeatureExtractor,
+    images: Iterable[torch.Tensor],
+    device: torch.device | str = "cpu",
+    labels: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """Extract and score image batches; with their class ``labels`` and the domain classifier as the
+    extractor, also ``class_accuracy``."""
+    features, logits = extract(extractor, images, device)
+    scores = scorer.score(features, logits, labels)
+    if labels is not None and isinstance(extractor, DomainFeatures):
+        scores["class_accuracy"] = class_accuracy(logits, labels)
+    return scores
