@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from ganforge.config import load_checkpoint
 from ganforge.nets import SAGANDiscriminator, SAGANGenerator
-from ganforge.nets.layers import ConditionalBatchNorm2d, SelfAttention
+from ganforge.module import ema_with_warmup
+from ganforge.nets.layers import ConditionalBatchNorm2d, SelfAttention, refresh_parametrized_weights
 from ganforge.train import train
 from tests.conftest import Compose
 
@@ -136,3 +138,27 @@ def test_tiny_conditional_sagan_trains_and_learns_class_parameters(tiny_cfg: Com
     scale = state["generator.blocks.0.bn1.scale.weight"]
     assert scale.shape == (10, cfg.model.generator.width * 4) and not torch.equal(scale, torch.ones_like(scale))
     assert "discriminator.embed.parametrizations.weight.original" in state
+    # the EMA copy's spectral-norm estimates are refreshed after each update: unit vectors, not averages
+    estimates = [v for k, v in state.items() if k.startswith("generator_ema.") and k.endswith(("._u", "._v"))]
+    assert len(estimates) >= 8
+    assert [v.norm().item() for v in estimates] == pytest.approx([1.0] * len(estimates), abs=3e-7)
+
+
+@pytest.mark.parametrize("refresh", [True, False])
+def test_ema_generator_keeps_unit_spectral_norms_while_the_generator_moves(refresh: bool) -> None:
+    """The EMA copy averages G's weights and spectral norm's singular-vector estimates; the refresh (one
+    power iteration per update, as GANModule does) keeps its eval-mode norms at 1. Without it they drift."""
+    torch.manual_seed(0)
+    g = SAGANGenerator(latent_dim=8, channels=1, resolution=28, width=4, attention_at=())
+    ema = AveragedModel(g, multi_avg_fn=ema_with_warmup(0.95), use_buffers=True)
+    for _ in range(200):
+        with torch.no_grad():
+            for p in g.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        g(torch.randn(4, 8))  # a training-mode forward: G's own power iteration
+        ema.update_parameters(g)
+        if refresh:
+            refresh_parametrized_weights(ema.module)
+    ema.module.eval()
+    deviation = max(abs(n - 1.0) for n in spectral_norms(ema.module))
+    assert deviation < 0.01 if refresh else deviation > 0.1

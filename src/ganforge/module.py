@@ -15,6 +15,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from ganforge.errors import ConfigError, TrainingDivergedError
 from ganforge.generation import generate_batches
+from ganforge.nets.layers import refresh_parametrized_weights
 from ganforge.objectives import Objective
 from ganforge.penalties import Critic, Penalty
 
@@ -121,7 +122,7 @@ class GANModule(LightningModule):
         return optimizers, [self.scheduler(optimizer) for optimizer in optimizers]
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        real, labels = batch
+        real, labels = self.prepare_batch(*batch)
         y = labels if self.num_classes is not None else None  # fakes take the real batch's labels
         critic = partial(self.critic, y=y)
         g_opt, d_opt = self.optimizers()
@@ -134,7 +135,15 @@ class GANModule(LightningModule):
         if g_step_follows:
             logs |= self._generator_step(g_opt, critic, real, fake, log_now)
         if log_now:
-            self.log_dict(logs | {"gen_step": float(self.generator_steps), "kimg": self.images_shown / 1000.0})
+            self.log_dict(logs | self.progress())
+
+    def progress(self) -> dict[str, float]:
+        """How far training has come, logged with the losses."""
+        return {"gen_step": float(self.generator_steps), "kimg": self.images_shown / 1000.0}
+
+    def prepare_batch(self, real: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch as this step trains on it (a hook: progressive growing reduces its resolution)."""
+        return real, labels
 
     def _logs_this_batch(self, g_step_follows: bool) -> bool:
         """Log on the batches Lightning writes to the loggers, and on the last one.
@@ -195,6 +204,7 @@ class GANModule(LightningModule):
             g_opt.step()
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.generator)
+            refresh_parametrized_weights(self.generator_ema.module)  # spectral norm's estimates for the averaged weights
         for scheduler in self.lr_schedulers() if self.scheduler is not None else []:
             scheduler.step()  # once per generator step, for G and D alike
         self.generator_steps += 1

@@ -44,6 +44,23 @@ def spectral_normalize(module: nn.Module) -> nn.Module:
     return module
 
 
+@torch.no_grad()
+def refresh_parametrized_weights(module: nn.Module) -> None:
+    """Compute every parametrized weight of ``module`` once in training mode: for spectral norm, one
+    power-iteration step, so its singular-vector estimates follow the current weights.
+
+    A copy whose weights are set from outside, such as the EMA generator (averaged weights, never run
+    in a training forward pass), would otherwise keep averaged estimates: no longer unit vectors, they
+    understate the largest singular value in eval mode and the normalized weights come out too large.
+    """
+    for child in module.modules():
+        if nn.utils.parametrize.is_parametrized(child, "weight"):
+            was_training = child.training
+            child.train()
+            child.weight  # noqa: B018 - evaluating the parametrization runs the power iteration
+            child.train(was_training)
+
+
 def sample_shape(channels: int, resolution: int | None) -> tuple[int, ...]:
     """Shape of one sample: ``(channels, resolution, resolution)`` for images, ``(channels,)`` for vectors."""
     return (channels,) if resolution is None else (channels, resolution, resolution)
