@@ -10,8 +10,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from ganforge.config import load_checkpoint
-from ganforge.nets import SAGANDiscriminator, SAGANGenerator
 from ganforge.module import ema_with_warmup
+from ganforge.nets import SAGANDiscriminator, SAGANGenerator
 from ganforge.nets.layers import ConditionalBatchNorm2d, SelfAttention, refresh_parametrized_weights
 from ganforge.train import train
 from tests.conftest import Compose

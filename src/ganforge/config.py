@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError
 from ganforge.module import GANModule
+from ganforge.progressive import ProgressiveGANModule
 
 #: The packaged Hydra configs; ``conf/`` at the repository root links here.
 CONFIG_MODULE = "ganforge.conf"
@@ -65,6 +66,7 @@ def build_module(cfg: DictConfig) -> GANModule:
     """The GANModule described by a composed training config.
 
     A conditional model on data without class labels is refused here, before any data is read.
+    A model with a growth ``schedule`` (``model=progan``) becomes a :class:`ProgressiveGANModule`.
     """
     if cfg.model.get("conditional") and cfg.data.get("num_classes") is None:
         raise ConfigError(
@@ -72,9 +74,9 @@ def build_module(cfg: DictConfig) -> GANModule:
             "num_classes: null; use labelled data (e.g. data=fashion_mnist, mnist, cifar10), set "
             "data.num_classes=K if its labels are K classes, or train unconditionally (model.conditional=false)"
         )
-    return GANModule(
-        generator=instantiate(cfg.model.generator),
-        discriminator=instantiate(cfg.model.discriminator),
+    parts = dict(
+        generator=build(cfg.model.generator),
+        discriminator=build(cfg.model.discriminator),
         objective=instantiate(cfg.loss.objective),
         penalties={name: instantiate(block) for name, block in (cfg.loss.penalties or {}).items() if block},
         g_optimizer=instantiate(cfg.optim.generator),
@@ -84,6 +86,9 @@ def build_module(cfg: DictConfig) -> GANModule:
         pack=cfg.model.get("pack", 1),
         scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
     )
+    if cfg.model.get("schedule"):
+        return ProgressiveGANModule(**parts, schedule=build(cfg.model.schedule))
+    return GANModule(**parts)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -55,7 +55,9 @@ def generate_batches(
     same seed gives the same samples on any device, and the global random state is untouched.
     A conditional generator (``num_classes`` set) draws sample ``i`` from class ``labels[i]``;
     without ``labels``, from :func:`class_major_labels`, so that every class is represented equally.
-    The latents do not depend on the labels.
+    The latents do not depend on the labels. A generator whose output is below its ``resolution``
+    (a Progressive GAN before its last stage) is brought to it by nearest-neighbour upsampling, so
+    samples, grids and metrics always compare at the full resolution.
     """
     num_classes = getattr(generator, "num_classes", None)
     if labels is not None and num_classes is None:
@@ -70,4 +72,11 @@ def generate_batches(
         for start in range(0, n, batch_size):
             z = torch.randn(min(batch_size, n - start), generator.latent_dim, generator=rng)
             y = labels[start : start + batch_size].to(device) if labels is not None else None
-            yield generator(z.to(device), y).float()
+            yield at_full_resolution(generator(z.to(device), y).float(), getattr(generator, "resolution", None))
+
+
+def at_full_resolution(images: torch.Tensor, resolution: int | None) -> torch.Tensor:
+    """``images`` nearest-neighbour upsampled to ``resolution`` when they are smaller (else unchanged)."""
+    if resolution is None or images.dim() != 4 or images.shape[-1] >= resolution:
+        return images
+    return nn.functional.interpolate(images, size=(resolution, resolution), mode="nearest")

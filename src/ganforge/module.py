@@ -204,7 +204,7 @@ class GANModule(LightningModule):
             g_opt.step()
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.generator)
-            refresh_parametrized_weights(self.generator_ema.module)  # spectral norm's estimates for the averaged weights
+            refresh_parametrized_weights(self.generator_ema.module)  # spectral norm's estimates, for averaged weights
         for scheduler in self.lr_schedulers() if self.scheduler is not None else []:
             scheduler.step()  # once per generator step, for G and D alike
         self.generator_steps += 1

@@ -114,6 +114,7 @@ class ImageMetrics(EveryNGenSteps):
         self.scorer: ImageScorer | None = None
         self.latest: dict[str, float] = {}
         self.latest_step = 0
+        self.latest_native: int | None = None  # a growing generator's stage resolution at the last evaluation
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.scorer is not None:
@@ -133,13 +134,19 @@ class ImageMetrics(EveryNGenSteps):
         )
         scores = score_images(self.scorer, self.features, images, pl_module.device, labels)
         self.latest, self.latest_step = scores, pl_module.generator_steps
+        self.latest_native = getattr(pl_module.sampling_generator, "output_resolution", None)
         log_metrics(trainer, {f"metrics/{k}": v for k, v in scores.items()})
 
     def protocol(self, trainer: Trainer) -> dict[str, Any]:
         """What the numbers mean: counts, reference split, extractor, estimator settings."""
         assert self.scorer is not None
+        generated = f"{self.n_samples} samples of the EMA generator (latent seed {self.seed})"
+        resolution = trainer.datamodule.resolution
+        if self.latest_native is not None and self.latest_native < resolution:
+            native = self.latest_native
+            generated += f", {native}x{native} stage output upsampled to {resolution}x{resolution}"
         return {
-            "generated": f"{self.n_samples} samples of the EMA generator (latent seed {self.seed})",
+            "generated": generated,
             "n_generated": self.n_samples,
             **self.scorer.protocol(),
         }

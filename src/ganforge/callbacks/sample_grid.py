@@ -8,6 +8,7 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
 from torchvision.utils import make_grid, save_image
 
 from ganforge.callbacks.schedule import EveryNGenSteps
@@ -21,7 +22,9 @@ class SampleGrid(EveryNGenSteps):
     The latents are drawn once from ``seed``, so successive grids show how the same
     points of latent space evolve. Uses the EMA generator when the module has one.
     A conditional model gets one row per class: ``n`` is rounded up to whole classes and the
-    labels come in class-major order.
+    labels come in class-major order. A growing generator (Progressive GAN) also gets a grid at its
+    current stage's resolution (``gen_step_<step>_<res>px.png``, logged as ``samples_native``); the main
+    grid shows its samples upsampled to the full resolution, comparable across stages.
     """
 
     def __init__(self, dirpath: str, every_n_gen_steps: int = 500, n: int = 64, nrow: int = 8, seed: int = 0) -> None:
@@ -44,6 +47,12 @@ class SampleGrid(EveryNGenSteps):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         save_image(grid, self.dirpath / f"gen_step_{step:07d}.png")
         log_image(trainer, "samples", grid, step)
+        native = getattr(pl_module.sampling_generator, "output_resolution", images.shape[-1])
+        if native < images.shape[-1]:  # average pooling undoes the nearest-neighbour upsampling exactly
+            small = nn.functional.avg_pool2d(images, images.shape[-1] // native)
+            grid = make_grid(small, nrow=nrow, normalize=True, value_range=(-1, 1), padding=1)
+            save_image(grid, self.dirpath / f"gen_step_{step:07d}_{native}px.png")
+            log_image(trainer, "samples_native", grid, step)
 
 
 def log_image(trainer: Trainer, key: str, image: torch.Tensor, gen_step: int) -> None:

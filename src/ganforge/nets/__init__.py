@@ -2,6 +2,7 @@
 
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
+from ganforge.nets.progan import ProGANDiscriminator, ProGANGenerator
 from ganforge.nets.sagan import SAGANDiscriminator, SAGANGenerator
 
 __all__ = [
@@ -9,6 +10,8 @@ __all__ = [
     "DCGANGenerator",
     "MLPDiscriminator",
     "MLPGenerator",
+    "ProGANDiscriminator",
+    "ProGANGenerator",
     "SAGANDiscriminator",
     "SAGANGenerator",
 ]
