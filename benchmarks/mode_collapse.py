@@ -10,7 +10,8 @@ per-run wall time (from the job's config write to its final evaluation).
     .venv/bin/python benchmarks/mode_collapse.py                 # all configurations, 5 seeds
     .venv/bin/python benchmarks/mode_collapse.py --only GAN      # (re)run one row; the table keeps the others
 
-The two datasets run as two concurrent multiruns, one CPU thread each.
+The two datasets run as two concurrent multiruns, one CPU thread each (``--parallel 1``: one after
+the other, leaving a core for other work).
 """
 
 from __future__ import annotations
@@ -134,15 +135,19 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "mode_collapse")
     parser.add_argument("--no-write", action="store_true", help="print the table but leave RESULTS.md alone")
+    parser.add_argument("--parallel", type=int, choices=(1, 2), default=2, help="datasets trained at a time")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
+    datasets = [("ring", "grid")] if args.parallel == 2 else [("ring",), ("grid",)]
     for name in args.only:
-        procs = {ds: multirun(ds, name, args.seeds, args.out, args.overrides) for ds in ("ring", "grid")}
-        for dataset, proc in procs.items():
-            if proc.wait() != 0:
-                print(f"warning: {dataset}/{name} exited with {proc.returncode}; see {args.out}/{dataset}-{name}.log")
+        for group in datasets:
+            procs = {ds: multirun(ds, name, args.seeds, args.out, args.overrides) for ds in group}
+            for dataset, proc in procs.items():
+                if proc.wait() != 0:
+                    log = args.out / f"{dataset}-{name}.log"
+                    print(f"warning: {dataset}/{name} exited with {proc.returncode}; see {log}")
     # The table covers every configuration with results under --out, so rows can be (re)run one at a time.
     results = {(ds, name): collect(args.out / ds / name) for ds in ("ring", "grid") for name in CONFIGS}
     names = [name for name in CONFIGS if results[("ring", name)] or results[("grid", name)]]
@@ -160,7 +165,7 @@ def main() -> None:
   its nearest centre; a mode is captured by ≥ 1 HQ sample; reverse KL(p_gen ‖ uniform) over the nearest-centre
   histogram, natural log. Mean ± standard error over seeds {", ".join(str(s) for s in range(args.seeds))}
   (one Hydra multirun per row and dataset).
-- Machine: {platform.platform()}, {os.cpu_count()} cores, one torch thread per run, two runs at a time.
+- Machine: {platform.platform()}, {os.cpu_count()} cores, one torch thread per run, up to two runs at a time.
   Table written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `{command.strip()}` (rows run
   by earlier invocations are kept; "measured" dates each row). s/run = median (max) wall seconds of one training
   run, set-up included.

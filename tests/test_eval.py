@@ -61,6 +61,7 @@ def test_real_test_images_score_at_the_floor_and_noise_far_above(floor: dict, tm
 def test_floor_json_states_the_protocol(floor: dict) -> None:
     protocol = floor["protocol"]
     assert protocol["reference"] == "Fashion-MNIST train split, seeded subset (seed 0)"
+    assert protocol["resolution"] == 28
     assert protocol["n_reference"] == 2000 and protocol["kid_subset_size"] == 500 and protocol["is_splits"] == 10
     assert protocol["extractor"].startswith("domain:fashion_mnist:")
     assert 1.0 < floor["metrics"]["is"] <= 10.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -175,6 +176,8 @@ def test_training_grows_logs_progress_and_saves_grids_at_both_resolutions(tiny_c
         Image.open(run / "samples" / "gen_step_0000006_8px.png").size[0]
         < Image.open(run / "samples" / "gen_step_0000006.png").size[0]
     )
+    protocol = json.loads((run / "metrics.json").read_text())["protocol"]
+    assert protocol["resolution"] == 16 and "upsampled" not in protocol["generated"]  # the last stage is fading in
     with open(run / "csv" / "metrics.csv") as f:
         logged = [r for r in csv.DictReader(f) if r.get("progress/stage")]
     schedule = ProgressiveSchedule(16, 16, stable_kimg=0.064, fade_kimg=0.064)
@@ -201,3 +204,10 @@ def test_resume_mid_fade_equals_an_uninterrupted_run(tiny_cfg: Compose, tmp_path
             assert torch.equal(resumed[key], value), key
         else:
             assert resumed[key] == value, key
+
+
+def test_metrics_of_a_partly_grown_generator_are_taken_at_full_resolution(tiny_cfg: Compose, tmp_path: Path) -> None:
+    train(tiny_cfg(*PROGAN, "max_gen_steps=6"))  # ends fading in 8x8 of 16x16
+    protocol = json.loads((tmp_path / "run" / "metrics.json").read_text())["protocol"]
+    assert protocol["resolution"] == 16
+    assert protocol["generated"].endswith("8x8 stage output upsampled to 16x16")

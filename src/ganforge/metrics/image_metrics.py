@@ -240,6 +240,7 @@ def reference_scorer(
     labels = split_labels(datamodule, split, n, seed) if labelled else None
     about = {
         "reference": f"{datamodule.name} {split} split, seeded subset (seed {seed})",
+        "resolution": datamodule.resolution,  # what both sides are compared at (the extractor may resize)
         "extractor": extractor.identity,
     }
     return ImageScorer(reference, seed=seed, reference_labels=labels, about=about, **options).to(device)
