@@ -126,6 +126,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "wall_time")
     parser.add_argument("--overrides", nargs="*", default=[], help="extra overrides for every run")
     parser.add_argument("--no-write", action="store_true", help="print the table but leave RESULTS.md alone")
+    parser.add_argument("--append", action="store_true", help="add this table below the ones in RESULTS.md")
     args = parser.parse_args()
     out = args.out / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True)
@@ -139,7 +140,9 @@ def main() -> None:
     if not args.no_write:
         current = RESULTS.read_text()
         block = f"{BEGIN}\n{text}\n{END}"
-        if BEGIN in current:
+        if BEGIN in current and args.append:
+            current = current.replace(END, f"\n{text}\n{END}")
+        elif BEGIN in current:
             current = current[: current.index(BEGIN)] + block + current[current.index(END) + len(END) :]
         else:
             current += f"\n## Architectures at a fixed wall time\n\n{block}\n"
