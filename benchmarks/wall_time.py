@@ -94,11 +94,8 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
         values = " | ".join(f"{r['metrics'][c]:.4g}" if c in r["metrics"] else "–" for c in shown)
         lines.append(f"| {name} | {r['gen_step']} | {r['kimg']:.0f} | {values} | {r['wall_s']:.0f} |")
     protocol = next(iter(results.values()))["protocol"]
-    concurrency = (
-        f"{args.concurrent} runs at a time, {next(iter(results.values()))['threads']} CPU thread(s) each"
-        if args.concurrent > 1
-        else "one run at a time, all cores"
-    )
+    threads = next(iter(results.values()))["threads"]
+    concurrency = f"{args.concurrent} run(s) at a time, {threads} CPU thread(s) each"
     return "\n".join(
         [
             f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'} "
