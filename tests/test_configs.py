@@ -57,7 +57,8 @@ def test_option_composes_and_instantiates(
     fake = module.generator(torch.randn(2, module.latent_dim), y)
     assert fake.shape == (2, *sample_shape(cfg.data.channels, cfg.data.resolution))
     assert module.discriminator(fake, y).shape == (2,)
-    g_opt, d_opt = module.configure_optimizers()
+    configured = module.configure_optimizers()
+    g_opt, d_opt = configured[0] if isinstance(configured, tuple) else configured  # (optimizers, schedulers)
     assert g_opt.param_groups[0]["lr"] == cfg.optim.generator.lr
     assert d_opt.param_groups[0]["lr"] == cfg.optim.discriminator.lr
 
