@@ -46,15 +46,18 @@ def spectral_normalize(module: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def refresh_parametrized_weights(module: nn.Module) -> None:
-    """Compute every parametrized weight of ``module`` once in training mode: for spectral norm, one
-    power-iteration step, so its singular-vector estimates follow the current weights.
+    """Compute once, in training mode, every parametrized weight of ``module`` whose parametrization
+    keeps estimates in buffers: for spectral norm, one power-iteration step, so that its singular-vector
+    estimates follow the current weights. Stateless parametrizations (equalized lr) are skipped.
 
     A copy whose weights are set from outside, such as the EMA generator (averaged weights, never run
     in a training forward pass), would otherwise keep averaged estimates: no longer unit vectors, they
     understate the largest singular value in eval mode and the normalized weights come out too large.
     """
     for child in module.modules():
-        if nn.utils.parametrize.is_parametrized(child, "weight"):
+        if nn.utils.parametrize.is_parametrized(child, "weight") and any(
+            True for _ in child.parametrizations.weight.buffers()
+        ):
             was_training = child.training
             child.train()
             child.weight  # noqa: B018 - evaluating the parametrization runs the power iteration
