@@ -100,13 +100,28 @@ def mean_se(values: list[float], digits: int) -> str:
     return f"{mean:.{digits}f} ± {se:.{digits}f}"
 
 
-def table(results: dict[tuple[str, str], list[dict[str, float]]], names: list[str]) -> str:
+def row_label(name: str) -> str:
+    return "**ganforge (experiment=ring / grid)**" if name == "ours" else f"{name} (ours, same protocol)"
+
+
+def earlier_rows(text: str) -> dict[str, str]:
+    """Rows of the table already in RESULTS.md, by configuration: kept for those not re-run (their job
+    folders live under outputs/, which a fresh clone does not have)."""
+    section = text[text.index(BEGIN) : text.index(END)] if BEGIN in text else ""
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    return {name: line for name in CONFIGS for line in lines if line.startswith(f"| {row_label(name)} |")}
+
+
+def table(results: dict[tuple[str, str], list[dict[str, float]]], names: list[str], kept: dict[str, str]) -> str:
     rows = [
         "| method | ring modes (max 8) | ring HQ % | ring rev-KL | grid modes (max 25) | grid HQ % | grid rev-KL "
         "| seeds | s/run (max) | measured (UTC) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
+        if not (results[("ring", name)] or results[("grid", name)]):
+            rows.append(kept[name])
+            continue
         cells, seconds, seeds, finished = [], [], [], []
         for dataset in ("ring", "grid"):
             runs = results.get((dataset, name), [])
@@ -121,14 +136,13 @@ def table(results: dict[tuple[str, str], list[dict[str, float]]], names: list[st
                 mean_se([r["high_quality"] for r in runs], 1),
                 mean_se([r["reverse_kl"] for r in runs], 3),
             ]
-        label = "**ganforge (experiment=ring / grid)**" if name == "ours" else f"{name} (ours, same protocol)"
         timing = f"{statistics.median(seconds):.0f} ({max(seconds):.0f})" if seconds else "–"
         when = (
             f"{datetime.datetime.fromtimestamp(max(finished), datetime.timezone.utc):%Y-%m-%d %H:%M}"
             if finished
             else "–"
         )
-        rows.append(f"| {label} | " + " | ".join(cells) + f" | {'/'.join(map(str, seeds))} | {timing} | {when} |")
+        rows.append(f"| {row_label(name)} | " + " | ".join(cells) + f" | {'/'.join(map(str, seeds))} | {timing} | {when} |")
     return "\n".join(rows)
 
 
@@ -152,8 +166,10 @@ def main() -> None:
                     log = args.out / f"{dataset}-{name}.log"
                     print(f"warning: {dataset}/{name} exited with {proc.returncode}; see {log}")
     # The table covers every configuration with results under --out, so rows can be (re)run one at a time.
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    kept = earlier_rows(text)
     results = {(ds, name): collect(args.out / ds / name) for ds in ("ring", "grid") for name in CONFIGS}
-    names = [name for name in CONFIGS if results[("ring", name)] or results[("grid", name)]]
+    names = [name for name in CONFIGS if results[("ring", name)] or results[("grid", name)] or name in kept]
     for (dataset, name), runs in results.items():
         if runs:
             scores = [f"{r['modes']:.0f}/{r['high_quality']:.1f}/{r['reverse_kl']:.3f}" for r in runs]
@@ -173,7 +189,7 @@ def main() -> None:
   by earlier invocations are kept; "measured" dates each row). s/run = median (max) wall seconds of one training
   run, set-up included.
 
-{table(results, names)}
+{table(results, names, kept)}
 {PUBLISHED}
 
 PacGAN's numbers are from its Table 1 (10 trials, its own training schedule); ours are measured here under the
@@ -182,7 +198,6 @@ configured) for its 22,000 cheaper steps within the 2-minute budget.
 {END}"""
     print(section)
     if not args.no_write:
-        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
         if BEGIN in text:
             text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
         else:

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ganforge.errors import TrainingDivergedError
 from ganforge.generation import eval_mode
-from ganforge.module import GANModule, OptimizerFactory, ema_with_warmup
+from ganforge.module import EMAWithWarmup, GANModule, OptimizerFactory
 from ganforge.nets import DCGANDiscriminator, DCGANGenerator
 from ganforge.objectives import NonSaturating
 
@@ -187,7 +187,7 @@ def test_n_critic_must_be_positive() -> None:
 def test_ema_with_warmup_formula(decay: float, n: int, effective: float) -> None:
     """ema <- d * ema + (1 - d) * current with d = min(decay, (1 + n) / (10 + n))."""
     ema, current = [torch.tensor([0.0, 10.0]), torch.tensor([[2.0]])], [torch.tensor([1.0, 0.0]), torch.tensor([[4.0]])]
-    ema_with_warmup(decay)(ema, current, torch.tensor(n))
+    EMAWithWarmup(decay)(ema, current, torch.tensor(n))
     torch.testing.assert_close(ema[0], torch.tensor([1 - effective, 10 * effective]))
     torch.testing.assert_close(ema[1], torch.tensor([[2 * effective + 4 * (1 - effective)]]))
     assert torch.equal(current[0], torch.tensor([1.0, 0.0]))  # the live weights are read, not written
@@ -196,7 +196,7 @@ def test_ema_with_warmup_formula(decay: float, n: int, effective: float) -> None
 def test_ema_with_warmup_copies_integer_buffers() -> None:
     """Integer buffers (BatchNorm's num_batches_tracked) are copied, not averaged."""
     ema, current = [torch.tensor(3), torch.tensor(5)], [torch.tensor(17), torch.tensor(20)]
-    ema_with_warmup(0.999)(ema, current, torch.tensor(100))
+    EMAWithWarmup(0.999)(ema, current, torch.tensor(100))
     assert ema[0].item() == 17
     assert ema[1].item() == 20
 

@@ -10,7 +10,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from ganforge.config import load_checkpoint
-from ganforge.module import ema_with_warmup
+from ganforge.module import EMAWithWarmup
 from ganforge.nets import SAGANDiscriminator, SAGANGenerator
 from ganforge.nets.layers import ConditionalBatchNorm2d, SelfAttention, refresh_parametrized_weights
 from ganforge.train import train
@@ -150,7 +150,7 @@ def test_ema_generator_keeps_unit_spectral_norms_while_the_generator_moves(refre
     power iteration per update, as GANModule does) keeps its eval-mode norms at 1. Without it they drift."""
     torch.manual_seed(0)
     g = SAGANGenerator(latent_dim=8, channels=1, resolution=28, width=4, attention_at=())
-    ema = AveragedModel(g, multi_avg_fn=ema_with_warmup(0.95), use_buffers=True)
+    ema = AveragedModel(g, multi_avg_fn=EMAWithWarmup(0.95), use_buffers=True)
     for _ in range(200):
         with torch.no_grad():
             for p in g.parameters():

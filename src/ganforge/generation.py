@@ -41,6 +41,12 @@ def samples_per_class(n: int, num_classes: int) -> int:
     return -(-n // num_classes)
 
 
+def shard_range(n: int, rank: int = 0, world_size: int = 1) -> range:
+    """The indices of ``n`` items that ``rank`` of ``world_size`` handles: contiguous, ceil(n / world_size) each."""
+    per_rank = -(-n // world_size)
+    return range(min(n, rank * per_rank), min(n, (rank + 1) * per_rank))
+
+
 def generate_batches(
     generator: nn.Module,
     n: int,
@@ -48,6 +54,8 @@ def generate_batches(
     batch_size: int = 500,
     device: torch.device | str | None = None,
     labels: torch.Tensor | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[torch.Tensor]:
     """``n`` samples of ``generator`` (float32, on ``device``) in batches of ``batch_size``.
 
@@ -58,6 +66,9 @@ def generate_batches(
     The latents do not depend on the labels. A generator whose output is below its ``resolution``
     (a Progressive GAN before its last stage) is brought to it by nearest-neighbour upsampling, so
     samples, grids and metrics always compare at the full resolution.
+
+    With ``world_size > 1`` only this ``rank``'s share (:func:`shard_range`) of the same ``n`` samples is
+    generated: the ranks' shards, concatenated in rank order, are the single-process samples.
     """
     num_classes = getattr(generator, "num_classes", None)
     if labels is not None and num_classes is None:
@@ -68,11 +79,17 @@ def generate_batches(
         raise ValueError(f"got {len(labels)} labels for {n} samples")
     device = device if device is not None else next(generator.parameters()).device
     rng = torch.Generator().manual_seed(seed)
+    latents = torch.cat(
+        [torch.randn(min(batch_size, n - i), generator.latent_dim, generator=rng) for i in range(0, n, batch_size)]
+    )
+    mine = shard_range(n, rank, world_size)
     with eval_mode(generator):
-        for start in range(0, n, batch_size):
-            z = torch.randn(min(batch_size, n - start), generator.latent_dim, generator=rng)
-            y = labels[start : start + batch_size].to(device) if labels is not None else None
-            yield at_full_resolution(generator(z.to(device), y).float(), getattr(generator, "resolution", None))
+        for start in range(mine.start, mine.stop, batch_size):
+            stop = min(start + batch_size, mine.stop)
+            y = labels[start:stop].to(device) if labels is not None else None
+            yield at_full_resolution(
+                generator(latents[start:stop].to(device), y).float(), getattr(generator, "resolution", None)
+            )
 
 
 def at_full_resolution(images: torch.Tensor, resolution: int | None) -> torch.Tensor:

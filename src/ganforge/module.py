@@ -80,7 +80,7 @@ class GANModule(LightningModule):
         self.pack = pack
         self.generator_ema: AveragedModel | None = None
         if ema_decay is not None:
-            self.generator_ema = AveragedModel(generator, multi_avg_fn=ema_with_warmup(ema_decay), use_buffers=True)
+            self.generator_ema = AveragedModel(generator, multi_avg_fn=EMAWithWarmup(ema_decay), use_buffers=True)
             self.generator_ema.requires_grad_(False)
         self.generator_steps = 0
         self.discriminator_steps = 0
@@ -114,6 +114,21 @@ class GANModule(LightningModule):
                 raise ValueError(f"batch size {x.shape[0]} is not divisible by model.pack={self.pack}")
             x = x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:])
         return self.discriminator(x, y)
+
+    def setup(self, stage: str) -> None:
+        """Under DDP, give each rank its own latent stream (``seed_everything`` seeds them all alike,
+        which would make every rank generate the same fakes)."""
+        if self.trainer.world_size > 1:
+            torch.manual_seed(torch.initial_seed() + self.global_rank)
+
+    def on_fit_start(self) -> None:
+        """Record what one optimizer step sees: ``data.batch_size`` is per device (per rank)."""
+        world_size = self.trainer.world_size
+        batch_size = getattr(self.trainer.datamodule, "batch_size", None)
+        for logger in self.loggers:
+            logger.log_hyperparams(
+                {"world_size": world_size, "global_batch_size": batch_size * world_size if batch_size else None}
+            )
 
     def configure_optimizers(self) -> Any:
         optimizers = [self.g_optimizer(self.generator.parameters()), self.d_optimizer(self.discriminator.parameters())]
@@ -223,40 +238,54 @@ class GANModule(LightningModule):
             "generator_steps": self.generator_steps,
             "discriminator_steps": self.discriminator_steps,
             "images_shown": self.images_shown,
-            # Resuming continues the same random stream (latents), so a resumed run
-            # matches an uninterrupted one.
-            "torch_rng": torch.get_rng_state(),
+            # Resuming continues the same random streams (latents; one per rank), so a resumed
+            # run matches an uninterrupted one.
+            "torch_rng": self._gather_rng_states(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
+
+    def _gather_rng_states(self) -> torch.Tensor:
+        """This process's torch RNG state, or under DDP every rank's, stacked in rank order (every rank
+        takes part in saving a checkpoint; rank 0 writes it)."""
+        state = torch.get_rng_state()
+        if self._trainer is None or self.trainer.world_size == 1:
+            return state[None]
+        return self.trainer.strategy.all_gather(state.to(self.device)).cpu()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["ganforge"]
         self.generator_steps = state["generator_steps"]
         self.discriminator_steps = state["discriminator_steps"]
         self.images_shown = state["images_shown"]
-        torch.set_rng_state(state["torch_rng"])
+        states = state["torch_rng"]
+        states = states[None] if states.dim() == 1 else states  # checkpoints from before per-rank states
+        torch.set_rng_state(states[self.global_rank % len(states)])
+        if self.global_rank >= len(states):  # more ranks than when saved: derive a distinct stream
+            torch.manual_seed(int(torch.randint(2**62, (1,))) + self.global_rank)
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
-def ema_with_warmup(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+class EMAWithWarmup:
     """EMA update for ``AveragedModel`` whose decay ramps up as ``min(decay, (1 + n) / (10 + n))``.
 
     torch's ``get_ema_multi_avg_fn`` uses a fixed decay, so G_ema would stay close to the
     random initial G for the first ~1/(1 - decay) steps; the ramp (as in TensorFlow's
     ExponentialMovingAverage) makes G_ema useful from the first samples of a short run.
+    A class rather than a closure, so that the module pickles (``trainer=ddp_spawn``).
     """
 
-    def update(ema: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+
+    def __call__(self, ema: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
         n = float(num_averaged)
-        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        weight = 1.0 - min(self.decay, (1.0 + n) / (10.0 + n))
         if torch.is_floating_point(ema[0]):
             torch._foreach_lerp_(ema, current, weight)
         else:  # integer buffers such as BatchNorm's num_batches_tracked
             for e, c in zip(ema, current, strict=True):
                 e.copy_(c)
-
-    return update
 
 
 def _grad_norm(module: nn.Module) -> torch.Tensor:

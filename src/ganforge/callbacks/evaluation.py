@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from ganforge.callbacks.sample_grid import log_image
 from ganforge.callbacks.schedule import EveryNGenSteps
+from ganforge.distributed import broadcast_buffers, gather_shards
 from ganforge.generation import class_major_labels, generate_batches
 from ganforge.metrics.features import FeatureExtractor
 from ganforge.metrics.image_metrics import ImageScorer, reference_scorer, score_images
@@ -56,6 +58,7 @@ class ModeCoverage(EveryNGenSteps):
         if not hasattr(datamodule, "centres"):
             raise TypeError("ModeCoverage needs a mixture datamodule (data=ring or data=grid)")
         step = pl_module.generator_steps
+        broadcast_buffers(pl_module.sampling_generator, trainer)  # every rank scores rank 0's generator
         samples = pl_module.generate(self.n, self.seed)
         scores = mode_coverage(samples, datamodule.centres, datamodule.std)
         self.latest = {"gen_step": step, **scores}
@@ -86,6 +89,9 @@ class ImageMetrics(EveryNGenSteps):
     The generated images come from latents seeded by ``seed`` (the same every evaluation); real
     features are cached on disk under ``cache_dir``. Logs ``metrics/<name>`` to every logger
     and writes the last scores with their protocol to ``metrics.json`` in ``dirpath``.
+
+    Under DDP each rank generates and embeds its shard of the samples (rank 0's EMA generator on
+    every rank); the features are gathered, so every rank scores the same, complete set.
     """
 
     def __init__(
@@ -129,10 +135,14 @@ class ImageMetrics(EveryNGenSteps):
         assert self.scorer is not None, "setup() builds the scorer"
         num_classes = pl_module.num_classes
         labels = class_major_labels(self.n_samples, num_classes) if num_classes else None
+        generator = pl_module.sampling_generator
+        broadcast_buffers(generator, trainer)
+        rank, world_size = trainer.global_rank, trainer.world_size  # each rank generates a shard
         images = generate_batches(
-            pl_module.sampling_generator, self.n_samples, self.seed, self.batch_size, labels=labels
+            generator, self.n_samples, self.seed, self.batch_size, labels=labels, rank=rank, world_size=world_size
         )
-        scores = score_images(self.scorer, self.features, images, pl_module.device, labels)
+        gather = partial(gather_shards, trainer, n=self.n_samples)
+        scores = score_images(self.scorer, self.features, images, pl_module.device, labels, gather=gather)
         self.latest, self.latest_step = scores, pl_module.generator_steps
         self.latest_native = getattr(pl_module.sampling_generator, "output_resolution", None)
         log_metrics(trainer, {f"metrics/{k}": v for k, v in scores.items()})

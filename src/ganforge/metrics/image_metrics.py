@@ -7,7 +7,7 @@ pass-through module, so all metrics share one pass and real-data features can be
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,13 +138,20 @@ class ImageScorer(nn.Module):
     ) -> None:
         super().__init__()
         dim = reference.shape[1]
-        self.fid = FrechetInceptionDistance(feature=PassThrough(dim), reset_real_features=False)
+        # Every process scores complete feature sets (gathered by the caller under DDP), so
+        # torchmetrics must not sum its states across processes again.
+        local = {"sync_on_compute": False}
+        self.fid = FrechetInceptionDistance(feature=PassThrough(dim), reset_real_features=False, **local)
         with warnings.catch_warnings():  # KID and IS warn that they keep every feature: a few MB here
             warnings.simplefilter("ignore", UserWarning)
             self.kid = KernelInceptionDistance(
-                feature=PassThrough(dim), subsets=kid_subsets, subset_size=kid_subset_size, reset_real_features=False
+                feature=PassThrough(dim),
+                subsets=kid_subsets,
+                subset_size=kid_subset_size,
+                reset_real_features=False,
+                **local,
             )
-            self.inception_score = InceptionScore(feature=PassThrough(), splits=is_splits)
+            self.inception_score = InceptionScore(feature=PassThrough(), splits=is_splits, **local)
         self.fid.update(reference, real=True)
         self.kid.update(reference, real=True)
         self.reference = reference
@@ -215,7 +222,8 @@ class ImageScorer(nn.Module):
         for k in labels.unique():
             real, fake = self.reference[reference_labels == k], features[labels == k]
             if len(real) > 1 and len(fake) > 1:
-                fid = FrechetInceptionDistance(feature=PassThrough(features.shape[1])).to(features.device)
+                fid = FrechetInceptionDistance(feature=PassThrough(features.shape[1]), sync_on_compute=False)
+                fid = fid.to(features.device)
                 fid.update(real, real=True)
                 fid.update(fake, real=False)
                 fids.append(fid.compute().item())
@@ -252,10 +260,14 @@ def score_images(
     images: Iterable[torch.Tensor],
     device: torch.device | str = "cpu",
     labels: torch.Tensor | None = None,
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Extract and score image batches; with their class ``labels`` and the domain classifier as the
-    extractor, also ``class_accuracy``."""
+    extractor, also ``class_accuracy``. ``gather`` joins this process's features and logits with those
+    of the other ranks (under DDP each rank extracts a shard of the images; ``labels`` are all ``n``)."""
     features, logits = extract(extractor, images, device)
+    if gather is not None:
+        features, logits = gather(features), gather(logits)
     scores = scorer.score(features, logits, labels)
     if labels is not None and isinstance(extractor, DomainFeatures):
         scores["class_accuracy"] = class_accuracy(logits, labels)
