@@ -21,7 +21,13 @@ COUNTS = ["metrics.n_samples=100", "metrics.n_real=100", "metrics.batch_size=50"
 
 def train_ddp(trainer: str, out: Path, *overrides: str) -> dict[int, dict]:
     """Train 6 generator steps on 2 CPU ranks; every rank's final G, D and metrics, by rank."""
-    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # the ranks import tests.ddp_probe
+    env = os.environ | {
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+    }
+    # PYTHONPATH: the ranks import tests.ddp_probe
     cmd = [
         str(BIN / "ganforge-train"), f"trainer={trainer}", *TINY, *COUNTS, "max_gen_steps=6",
         f"paths.output_dir={out / 'run'}", "+callbacks.probe._target_=tests.ddp_probe.SaveRankState",
@@ -40,7 +46,7 @@ def assert_same_weights(ranks: dict[int, dict]) -> None:
 
 @pytest.mark.slow
 def test_ddp_ranks_stay_identical_and_fid_gathered_across_ranks_equals_single_process(tmp_path: Path) -> None:
-    ranks = train_ddp("ddp_cpu", tmp_path)
+    ranks = train_ddp("ddp_cpu", tmp_path, "logger=wandb")
     assert ranks[0]["world_size"] == 2 and ranks[0]["generator_steps"] == 6
     assert_same_weights(ranks)
     assert ranks[0]["metrics"]["metrics/fid"] == ranks[1]["metrics"]["metrics/fid"]
@@ -54,6 +60,7 @@ def test_ddp_ranks_stay_identical_and_fid_gathered_across_ranks_equals_single_pr
     # Only rank 0 writes files; the ranks' fakes come from distinct latent streams.
     run = tmp_path / "run"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert len(list((run / "wandb").glob("offline-run-*"))) == 1  # one W&B run, from rank 0
     saved = torch.load(checkpoint, weights_only=False)
     rng = saved["ganforge"]["torch_rng"]
     assert rng.shape[0] == 2 and not torch.equal(rng[0], rng[1])
@@ -65,4 +72,3 @@ def test_ddp_ranks_stay_identical_and_fid_gathered_across_ranks_equals_single_pr
 def test_ddp_spawn_trains_with_identical_ranks(tmp_path: Path) -> None:
     ranks = train_ddp("ddp_spawn_cpu", tmp_path, "loss=wgan_gp", "n_critic=2")
     assert_same_weights(ranks)
-

@@ -11,7 +11,7 @@ from torch import nn
 from torch.optim import SGD
 from torch.utils.data import DataLoader, TensorDataset
 
-from ganforge.errors import TrainingDivergedError
+from ganforge.errors import ConfigError, TrainingDivergedError
 from ganforge.generation import eval_mode
 from ganforge.module import EMAWithWarmup, GANModule, OptimizerFactory
 from ganforge.nets import DCGANDiscriminator, DCGANGenerator
@@ -173,7 +173,7 @@ def test_training_logs_losses_and_progress() -> None:
 
 def test_n_critic_must_be_positive() -> None:
     """n_critic < 1 is rejected at construction."""
-    with pytest.raises(ValueError, match="n_critic"):
+    with pytest.raises(ConfigError, match="n_critic"):
         make_module(n_critic=0)
 
 

@@ -61,3 +61,8 @@ def summary(path: Path) -> dict[str, Any]:
 def config(path: Path) -> dict[str, Any]:
     """The run config (hyperparameters) as logged."""
     return _updates(path, "config")
+
+
+def run_record(path: Path) -> wandb_internal_pb2.RunRecord:
+    """The run's identity as logged: display name, group, tags, job type."""
+    return next(record.run for record in records(path) if record.WhichOneof("record_type") == "run")

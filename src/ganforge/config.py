@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError
 from ganforge.module import GANModule
 from ganforge.progressive import ProgressiveGANModule
+from ganforge.sweeps import run_name, sweep_group, sweep_tags
 
 #: The packaged Hydra configs; ``conf/`` at the repository root links here.
 CONFIG_MODULE = "ganforge.conf"
@@ -46,6 +47,9 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("mul", lambda a, b: a * b, replace=True)
     OmegaConf.register_new_resolver("floordiv", lambda a, b: a // b, replace=True)
     OmegaConf.register_new_resolver("classes_if", classes_if, replace=True)
+    OmegaConf.register_new_resolver("sweep_group", sweep_group, replace=True)
+    OmegaConf.register_new_resolver("sweep_tags", sweep_tags, replace=True)
+    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 
 register_resolvers()

@@ -54,9 +54,9 @@ class GANModule(LightningModule):
     ) -> None:
         super().__init__()
         if n_critic < 1:
-            raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+            raise ConfigError(f"n_critic must be >= 1 (discriminator steps per generator step), got {n_critic}")
         if pack < 1:
-            raise ValueError(f"model.pack must be >= 1, got {pack}")
+            raise ConfigError(f"model.pack must be >= 1 (samples D judges at once), got {pack}")
         self.num_classes: int | None = getattr(generator, "num_classes", None)
         if getattr(discriminator, "num_classes", None) != self.num_classes:
             raise ConfigError(
