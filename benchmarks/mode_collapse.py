@@ -142,7 +142,8 @@ def table(results: dict[tuple[str, str], list[dict[str, float]]], names: list[st
             if finished
             else "–"
         )
-        rows.append(f"| {row_label(name)} | " + " | ".join(cells) + f" | {'/'.join(map(str, seeds))} | {timing} | {when} |")
+        counts = "/".join(map(str, seeds))
+        rows.append(f"| {row_label(name)} | " + " | ".join(cells) + f" | {counts} | {timing} | {when} |")
     return "\n".join(rows)
 
 
