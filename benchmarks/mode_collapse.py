@@ -203,8 +203,8 @@ def main() -> None:
 
 PacGAN's numbers are from its Table 1 (10 trials, its own training schedule); ours are measured here under the
 protocol above: the baselines (PacGAN's nets) for 8,000 generator steps (WGAN-GP: 2,000 generator steps of 5
-critic steps each), ours (`experiment=ring` / `grid` as
-configured) for its 22,000 cheaper steps within the 2-minute budget.
+critic steps each), ours (`experiment=ring` / `grid` as configured) for its 22,000 cheaper steps within the
+2-minute budget.
 {END}"""
     print(section)
     if not args.no_write:

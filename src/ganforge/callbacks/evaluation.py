@@ -144,7 +144,7 @@ class ImageMetrics(EveryNGenSteps):
         gather = partial(gather_shards, trainer, n=self.n_samples)
         scores = score_images(self.scorer, self.features, images, pl_module.device, labels, gather=gather)
         self.latest, self.latest_step = scores, pl_module.generator_steps
-        self.latest_native = getattr(pl_module.sampling_generator, "output_resolution", None)
+        self.latest_native = getattr(generator, "output_resolution", None)
         log_metrics(trainer, {f"metrics/{k}": v for k, v in scores.items()})
 
     def protocol(self, trainer: Trainer) -> dict[str, Any]:
