@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
+from torch.optim import Optimizer
+from torch.utils.data import DataLoader, TensorDataset
 
 from ganforge.config import build_module, generator_from_checkpoint, load_checkpoint
 from ganforge.errors import ConfigError
@@ -186,6 +189,39 @@ def test_training_grows_logs_progress_and_saves_grids_at_both_resolutions(tiny_c
         assert (float(row["progress/stage"]), float(row["progress/alpha"])) == (phase.stage, phase.alpha)
         assert float(row["progress/resolution"]) == phase.resolution
     assert (float(logged[-1]["progress/stage"]), float(logged[-1]["progress/alpha"])) == (2.0, 0.25)
+
+
+class LearningRates(Callback):
+    """Records (G or D, lr) at every optimizer step: the rate the step actually uses."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, float]] = []
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Optimizer) -> None:
+        player = "G" if optimizer is trainer.optimizers[0] else "D"
+        self.steps.append((player, optimizer.param_groups[0]["lr"]))
+
+
+def test_stage_learning_rates_compose_with_an_lr_scheduler(tiny_cfg: Compose) -> None:
+    """LinearLR 1 -> 0.5 over 20 G steps with 8x8's own rate: every step uses the stage's rate (8x8: 0.0123,
+    others optim's 1e-3) times the schedule's factor after the G steps so far."""
+    linear = "{_target_:torch.optim.lr_scheduler.LinearLR,_partial_:true,end_factor:0.5,total_iters:20}"
+    cfg = tiny_cfg(*PROGAN, f"optim.scheduler={linear}", "model.schedule.lr={8: 0.0123}")
+    module = build_module(cfg)
+    recorder = LearningRates()
+    trainer = Trainer(
+        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[recorder],
+    )  # fmt: skip
+    images = torch.rand(14 * 16, 1, 16, 16) * 2 - 1
+    trainer.fit(module, DataLoader(TensorDataset(images, torch.zeros(len(images), dtype=torch.long)), batch_size=16))
+    schedule = ProgressiveSchedule(16, 16, stable_kimg=0.064, fade_kimg=0.064, lr={8: 0.0123})
+    expected = []
+    for batch in range(14):  # one D step, then one G step (n_critic=1)
+        rate = (schedule.phase(16 * batch).lr or 1e-3) * (1 - 0.5 * batch / 20)
+        expected += [("D", pytest.approx(rate)), ("G", pytest.approx(rate))]
+    assert recorder.steps == expected
+    assert recorder.steps[8][1] == pytest.approx(0.0123 * 0.9)  # the fade to 8x8 starts 4 G steps in
 
 
 def test_resume_mid_fade_equals_an_uninterrupted_run(tiny_cfg: Compose, tmp_path: Path) -> None:

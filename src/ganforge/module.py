@@ -220,10 +220,17 @@ class GANModule(LightningModule):
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.generator)
             refresh_parametrized_weights(self.generator_ema.module)  # spectral norm's estimates, for averaged weights
-        for scheduler in self.lr_schedulers() if self.scheduler is not None else []:
-            scheduler.step()  # once per generator step, for G and D alike
+        self.step_schedulers()
         self.generator_steps += 1
         return logs
+
+    def step_schedulers(self) -> None:
+        """Step the learning-rate schedulers (if any): once per generator step, for G and D alike."""
+        if self.scheduler is None:
+            return
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            scheduler.step()
 
     def _check_finite(self, loss: torch.Tensor, player: str) -> None:
         if not torch.isfinite(loss):

@@ -28,7 +28,7 @@ class Phase:
     alpha: float
     resolution: int
     batch_size: int
-    lr: float | None  # None: the optimizers' configured learning rates
+    lr: float | None  # None: the optimizers' configured (or scheduled) learning rates
 
 
 class ProgressiveSchedule:
@@ -38,7 +38,9 @@ class ProgressiveSchedule:
 
     ``batch_size`` and ``lr`` map a resolution to that stage's batch size and learning rate (for G
     and D); a resolution missing from ``batch_size`` uses ``default_batch_size`` (the data's), one
-    missing from ``lr`` the optimizers' configured rates. A fade uses the new stage's values.
+    missing from ``lr`` the optimizers' configured rates. A fade uses the new stage's values. With
+    ``optim.scheduler``, a stage's ``lr`` stands for the configured rate: the scheduled rates scale by
+    ``lr / optim.*.lr``.
     """
 
     def __init__(
@@ -103,8 +105,6 @@ class ProgressiveGANModule(GANModule):
                 raise ConfigError(f"a progressive schedule needs growing nets, but the {name} is {type(net).__name__}")
             if net.max_stage != schedule.max_stage:
                 raise ConfigError(f"the {name} grows to stage {net.max_stage} but the schedule to {schedule.max_stage}")
-        if schedule.lr and self.scheduler is not None:
-            raise ConfigError("set learning rates per resolution (schedule lr) or optim.scheduler, not both")
         self.schedule = schedule
         self.current: Phase = schedule.phase(0)
 
@@ -112,7 +112,10 @@ class ProgressiveGANModule(GANModule):
         configured = super().configure_optimizers()
         for optimizer in configured if isinstance(configured, list) else configured[0]:
             for group in optimizer.param_groups:
-                group["base_lr"] = group["lr"]  # what a stage without its own lr returns to (kept in checkpoints)
+                # Kept in the optimizer's state (checkpoints): the configured rate, and the rate the
+                # scheduler (if any) sets, which a stage's own lr scales by phase.lr / base_lr.
+                group["base_lr"] = group.get("initial_lr", group["lr"])
+                group["scheduled_lr"] = group["lr"]
         return configured
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -122,10 +125,30 @@ class ProgressiveGANModule(GANModule):
             nets.append(self.generator_ema.module)
         for net in nets:
             net.set_progress(phase.stage, phase.alpha)
-        for optimizer in self.optimizers():
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] if phase.lr is None else phase.lr
         self.current = phase
+        self._apply_stage_lr()
+
+    def step_schedulers(self) -> None:
+        """The schedulers step from their own rates (chainable ones read ``lr``); the stage's then applies."""
+        groups = [group for optimizer in self._optimizers() for group in optimizer.param_groups]
+        for group in groups:
+            group["lr"] = group["scheduled_lr"]
+        super().step_schedulers()
+        for group in groups:
+            group["scheduled_lr"] = group["lr"]
+        self._apply_stage_lr()
+
+    def _apply_stage_lr(self) -> None:
+        """``lr`` = the scheduled rate, scaled by the current stage's lr relative to the configured one."""
+        stage_lr = self.current.lr
+        for optimizer in self._optimizers():
+            for group in optimizer.param_groups:
+                scheduled = group.setdefault("scheduled_lr", group["base_lr"])  # checkpoints from before it
+                group["lr"] = scheduled if stage_lr is None else stage_lr * (scheduled / group["base_lr"])
+
+    def _optimizers(self) -> list[Any]:
+        optimizers = self.optimizers()
+        return optimizers if isinstance(optimizers, list) else [optimizers]
 
     def progress(self) -> dict[str, float]:
         p = self.current
