@@ -205,7 +205,7 @@ class LearningRates(Callback):
 def test_stage_learning_rates_compose_with_an_lr_scheduler(tiny_cfg: Compose) -> None:
     """LinearLR 1 -> 0.5 over 20 G steps with 8x8's own rate: every step uses the stage's rate (8x8: 0.0123,
     others optim's 1e-3) times the schedule's factor after the G steps so far."""
-    linear = "{_target_:torch.optim.lr_scheduler.LinearLR,_partial_:true,end_factor:0.5,total_iters:20}"
+    linear = "{_target_:torch.optim.lr_scheduler.LinearLR,_partial_:true,start_factor:1,end_factor:0.5,total_iters:20}"
     cfg = tiny_cfg(*PROGAN, f"optim.scheduler={linear}", "model.schedule.lr={8: 0.0123}")
     module = build_module(cfg)
     recorder = LearningRates()
