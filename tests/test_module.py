@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -333,3 +334,34 @@ def test_checkpoint_state_is_a_snapshot() -> None:
     saved = checkpoint["ganforge"]["torch_rng"].clone()
     torch.rand(10)
     assert torch.equal(checkpoint["ganforge"]["torch_rng"], saved)
+
+
+def test_checkpoint_saves_and_restores_each_ranks_own_cuda_rng(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under DDP on CUDA (faked: two ranks, one device each), the checkpoint holds every rank's CUDA RNG
+    state in rank order, and each resumed rank sets its own device's state from its own row."""
+    cuda_states = {i: torch.full((6,), 10 + i, dtype=torch.uint8) for i in range(2)}  # device i's stream
+    restored: list[tuple[int, list[int]]] = []
+
+    def set_rng_state(state: torch.Tensor, device: torch.device) -> None:
+        restored.append((device.index, state.tolist()))
+
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: cuda_states[device.index].clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+
+    def on_rank(rank: int) -> GANModule:
+        def all_gather(state: torch.Tensor) -> torch.Tensor:
+            """The peer holds its own device's CUDA state (and, here, the same torch state)."""
+            peer = cuda_states[1 - rank] if torch.equal(state, cuda_states[rank]) else state
+            return torch.stack([state, peer] if rank == 0 else [peer, state])
+
+        module = make_module()
+        strategy = SimpleNamespace(root_device=torch.device("cuda", rank), all_gather=all_gather)
+        module._trainer = SimpleNamespace(world_size=2, global_rank=rank, strategy=strategy)  # type: ignore[assignment]
+        return module
+
+    checkpoint: dict[str, dict[str, torch.Tensor]] = {}
+    on_rank(0).on_save_checkpoint(checkpoint)
+    assert checkpoint["ganforge"]["cuda_rng"].tolist() == [[10] * 6, [11] * 6]
+    for rank in (0, 1):
+        on_rank(rank).on_load_checkpoint(checkpoint)
+    assert restored == [(0, [10] * 6), (1, [11] * 6)]

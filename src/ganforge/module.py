@@ -241,20 +241,26 @@ class GANModule(LightningModule):
             )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        cuda = self._cuda_device()
         checkpoint["ganforge"] = {
             "generator_steps": self.generator_steps,
             "discriminator_steps": self.discriminator_steps,
             "images_shown": self.images_shown,
             # Resuming continues the same random streams (latents; one per rank), so a resumed
             # run matches an uninterrupted one.
-            "torch_rng": self._gather_rng_states(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "torch_rng": self._gather_per_rank(torch.get_rng_state()),
+            "cuda_rng": self._gather_per_rank(torch.cuda.get_rng_state(cuda)) if cuda is not None else [],
         }
 
-    def _gather_rng_states(self) -> torch.Tensor:
-        """This process's torch RNG state, or under DDP every rank's, stacked in rank order (every rank
+    def _cuda_device(self) -> torch.device | None:
+        """The CUDA device this rank trains on, None off CUDA. The strategy's: ``on_load_checkpoint``
+        runs before the module is moved there."""
+        device = self.trainer.strategy.root_device if self._trainer is not None else self.device
+        return device if device.type == "cuda" else None
+
+    def _gather_per_rank(self, state: torch.Tensor) -> torch.Tensor:
+        """This process's RNG ``state``, or under DDP every rank's, stacked in rank order (every rank
         takes part in saving a checkpoint; rank 0 writes it)."""
-        state = torch.get_rng_state()
         if self._trainer is None or self.trainer.world_size == 1:
             return state[None]
         return self.trainer.strategy.all_gather(state.to(self.device)).cpu()
@@ -266,11 +272,18 @@ class GANModule(LightningModule):
         self.images_shown = state["images_shown"]
         states = state["torch_rng"]
         states = states[None] if states.dim() == 1 else states  # checkpoints from before per-rank states
-        torch.set_rng_state(states[self.global_rank % len(states)])
-        if self.global_rank >= len(states):  # more ranks than when saved: derive a distinct stream
+        # A copy of the row: set_rng_state reads a tensor's storage from its start, ignoring the row's offset.
+        torch.set_rng_state(states[self.global_rank % len(states)].clone())
+        if self.global_rank >= len(states):  # more ranks than when saved: derive a distinct stream (CUDA's too)
             torch.manual_seed(int(torch.randint(2**62, (1,))) + self.global_rank)
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+            return
+        cuda, cuda_states = self._cuda_device(), state["cuda_rng"]
+        if cuda is None or len(cuda_states) == 0:
+            return
+        if isinstance(cuda_states, list):  # checkpoints from before per-rank states: every device's, of rank 0
+            torch.cuda.set_rng_state_all(cuda_states)
+        else:
+            torch.cuda.set_rng_state(cuda_states[self.global_rank], cuda)
 
 
 class EMAWithWarmup:
