@@ -193,7 +193,7 @@ class GANModule(LightningModule):
             d_opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             if log:
-                logs["grad_norm/d"] = _grad_norm(self.discriminator)
+                logs["grad_norm/d"] = self._grad_norm(self.discriminator)
             d_opt.step()
             self.objective.constrain(self.discriminator)
         self.discriminator_steps += 1
@@ -215,7 +215,7 @@ class GANModule(LightningModule):
             self._check_finite(loss, "generator")
             g_opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
-            logs = {"loss/g": loss.detach(), "grad_norm/g": _grad_norm(self.generator)} if log else {}
+            logs = {"loss/g": loss.detach(), "grad_norm/g": self._grad_norm(self.generator)} if log else {}
             g_opt.step()
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.generator)
@@ -231,6 +231,13 @@ class GANModule(LightningModule):
         schedulers = self.lr_schedulers()
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
             scheduler.step()
+
+    def _grad_norm(self, net: nn.Module) -> torch.Tensor:
+        """The norm of ``net``'s gradients as the optimizer applies them: under ``16-mixed`` they are still
+        multiplied by the loss scale here (the optimizer step unscales them), so it is divided out."""
+        norm = torch.nn.utils.get_total_norm([p.grad for p in net.parameters() if p.grad is not None])
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        return norm if scaler is None else norm / scaler.get_scale()
 
     def _check_finite(self, loss: torch.Tensor, player: str) -> None:
         if not torch.isfinite(loss):
@@ -306,7 +313,3 @@ class EMAWithWarmup:
         else:  # integer buffers such as BatchNorm's num_batches_tracked
             for e, c in zip(ema, current, strict=True):
                 e.copy_(c)
-
-
-def _grad_norm(module: nn.Module) -> torch.Tensor:
-    return torch.nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None])
