@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import urllib.error
 from pathlib import Path
 
@@ -14,9 +15,12 @@ from torch_fidelity import feature_extractor_inceptionv3 as fidelity_inception
 
 from ganforge.data.datamodules import MNIST5kDataModule
 from ganforge.errors import GanforgeError
+from ganforge.evaluate import evaluate
 from ganforge.metrics import DomainFeatures, ImageScorer, InceptionFeatures, auto_features, extract, split_features
 from ganforge.metrics.cache import cache_file, cached
 from ganforge.metrics.image_metrics import class_accuracy, split_images, split_labels
+from ganforge.train import train
+from tests.conftest import Compose, compose_config
 
 
 def scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
@@ -249,3 +253,17 @@ def test_split_labels_match_the_split_images() -> None:
     for image, label in zip(images[:20], labels[:20], strict=True):
         matches = (test.images == image).flatten(1).all(1).nonzero().flatten()
         assert label in test.labels[matches]
+
+
+@pytest.mark.parametrize(("ema_decay", "kind"), [("null", "generator"), ("0.999", "EMA generator")])
+def test_results_name_the_generator_that_was_scored(
+    tiny_cfg: Compose, tmp_path: Path, ema_decay: str, kind: str
+) -> None:
+    """Training's metrics.json and ganforge-eval of its checkpoint say "EMA generator" only when there is one."""
+    train(tiny_cfg("max_gen_steps=2", f"ema_decay={ema_decay}"))
+    protocol = json.loads((tmp_path / "run" / "metrics.json").read_text())["protocol"]
+    assert protocol["generated"].startswith(f"100 samples of the {kind} (")
+    counts = ["metrics.n_samples=100", "metrics.n_real=100", "metrics.scorer.kid_subset_size=50"]
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    result = evaluate(compose_config("eval", [f"ckpt={ckpt}", f"out={tmp_path / 'eval.json'}", *counts]))
+    assert result["protocol"]["generated"].startswith(f"100 samples of the {kind} of {ckpt}")

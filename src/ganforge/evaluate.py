@@ -58,7 +58,8 @@ def _generated(cfg: DictConfig, device: torch.device) -> Scored:
         raise GanforgeError("give exactly one of ckpt=PATH, samples=PATH.npz or floor=true")
     if cfg.ckpt:
         generator, run_cfg = generator_from_checkpoint(load_checkpoint(cfg.ckpt), ema=cfg.ema)
-        kind = "EMA generator" if cfg.ema else "generator"
+        # What generator_from_checkpoint loaded: G itself when the run kept no EMA copy (ema_decay=null).
+        kind = "EMA generator" if cfg.ema and run_cfg.get("ema_decay") is not None else "generator"
         what = f"{m.n_samples} samples of the {kind} of {cfg.ckpt} (latent seed {m.seed})"
         data = cfg.get("data") or run_cfg.data
         num_classes = getattr(generator, "num_classes", None)

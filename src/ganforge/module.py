@@ -95,6 +95,11 @@ class GANModule(LightningModule):
         """The generator used for samples and metrics: the EMA copy when there is one."""
         return self.generator_ema.module if self.generator_ema is not None else self.generator
 
+    @property
+    def sampling_generator_name(self) -> str:
+        """What :attr:`sampling_generator` is, for the protocols of results."""
+        return "EMA generator" if self.generator_ema is not None else "generator"
+
     def sample_latent(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=self.device)
 

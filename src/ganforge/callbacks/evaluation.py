@@ -150,7 +150,8 @@ class ImageMetrics(EveryNGenSteps):
     def protocol(self, trainer: Trainer) -> dict[str, Any]:
         """What the numbers mean: counts, reference split, extractor, estimator settings."""
         assert self.scorer is not None
-        generated = f"{self.n_samples} samples of the EMA generator (latent seed {self.seed})"
+        kind = trainer.lightning_module.sampling_generator_name
+        generated = f"{self.n_samples} samples of the {kind} (latent seed {self.seed})"
         resolution = trainer.datamodule.resolution
         if self.latest_native is not None and self.latest_native < resolution:
             native = self.latest_native
