@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import urllib.error
 from pathlib import Path
 
@@ -243,6 +244,14 @@ def test_intra_class_fid_is_the_mean_of_per_class_fids() -> None:
     assert score.score(fake, uniform_logits(1000), fake_labels)["intra_fid"] == pytest.approx(expected / 2, rel=1e-3)
     assert score.intra_class_fid(fake, 1 - fake_labels) > 10 * expected / 2
     assert "intra_fid" not in scorer(real).score(fake, uniform_logits(1000), fake_labels)
+
+
+def test_intra_class_fid_without_a_class_of_two_is_nan_with_a_warning() -> None:
+    """One generated sample per class leaves no per-class FID to average: NaN, and the warning names the fix."""
+    real = gaussian_features(300, 8, seed=0)
+    score = scorer(real, reference_labels=torch.arange(300) % 3)
+    with pytest.warns(UserWarning, match=r"no class has two or more samples.*metrics\.n_samples"):
+        assert math.isnan(score.intra_class_fid(gaussian_features(3, 8, seed=1), torch.arange(3)))
 
 
 def test_split_labels_match_the_split_images() -> None:

@@ -215,7 +215,8 @@ class ImageScorer(nn.Module):
         return scores
 
     def intra_class_fid(self, features: torch.Tensor, labels: torch.Tensor) -> float:
-        """Mean over the classes present on both sides of the per-class FID (Miyato & Koyama 2018)."""
+        """Mean over the classes with two or more samples on both sides of the per-class FID (Miyato &
+        Koyama 2018); NaN, with a warning, when no class has (a mean over nothing is no score)."""
         assert self.reference_labels is not None
         labels, reference_labels = labels.to(features.device), self.reference_labels.to(features.device)
         fids = []
@@ -227,6 +228,13 @@ class ImageScorer(nn.Module):
                 fid.update(real, real=True)
                 fid.update(fake, real=False)
                 fids.append(fid.compute().item())
+        if not fids:
+            warnings.warn(
+                f"intra-class FID is NaN: no class has two or more samples among both the {len(features)} generated "
+                f"and the {len(self.reference)} real ones; raise metrics.n_samples and metrics.n_real",
+                stacklevel=2,
+            )
+            return float("nan")
         return sum(fids) / len(fids)
 
 
