@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import urllib.error
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -189,6 +191,28 @@ def test_cache_reuses_and_recomputes_on_a_changed_key(tmp_path: Path) -> None:
     changed = cached(tmp_path, key | {"n": 5}, compute)
     assert len(calls) == 2 and not torch.equal(changed, first)
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".pt", ".pt"]  # no temporary files left
+
+
+@pytest.mark.parametrize("failing", ["save", "rename"])
+def test_a_failed_cache_write_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """A write that fails half-way (disk full) or a rename that fails: the error surfaces, nothing stays behind."""
+
+    def half_save(obj: object, file: Any) -> None:
+        file.write(b"half a tensor")
+        raise OSError("No space left on device")
+
+    def no_rename(src: str, dst: Path) -> None:
+        raise PermissionError(dst)
+
+    if failing == "save":
+        monkeypatch.setattr(torch, "save", half_save)
+    else:
+        monkeypatch.setattr(os, "replace", no_rename)
+    with pytest.raises(OSError):
+        cached(tmp_path / "cache", {"k": 1}, lambda: torch.ones(2))
+    assert list((tmp_path / "cache").iterdir()) == []
 
 
 def test_cache_recomputes_a_corrupt_file(tmp_path: Path) -> None:

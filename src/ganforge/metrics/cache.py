@@ -29,7 +29,8 @@ def cached(
     """The tensor stored under ``key``, computed (and stored) when absent or unreadable.
 
     Files are written to a temporary name and renamed, so a crash or a concurrent job never
-    leaves a half-written file under the final name; ``cache_dir=None`` disables caching.
+    leaves a half-written file under the final name (a failed write removes its temporary file);
+    ``cache_dir=None`` disables caching.
     """
     if cache_dir is None:
         return compute()
@@ -45,6 +46,11 @@ def cached(
     value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem, suffix=".tmp", delete=False) as tmp:
-        torch.save({"key": key, "value": value.cpu()}, tmp)
-    os.replace(tmp.name, path)
+        try:
+            torch.save({"key": key, "value": value.cpu()}, tmp)
+            tmp.close()
+            os.replace(tmp.name, path)
+        except BaseException:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise
     return value
