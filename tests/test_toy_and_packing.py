@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch import Trainer
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from ganforge.config import build_module
 from ganforge.module import GANModule
+from ganforge.nets import MLPGenerator
 from ganforge.objectives import NonSaturating
+from ganforge.penalties import R1, R2, GradientPenalty, Penalty
 from ganforge.sample import sample
 from ganforge.train import train
 from tests.conftest import TINY, compose_config
@@ -51,6 +56,38 @@ def test_packing_needs_a_divisible_batch() -> None:
     """A batch that is not a multiple of the pack size is refused with the config key to change."""
     with pytest.raises(ValueError, match=r"model.pack=4"):
         packed_module(4).critic(torch.zeros(6, 2))
+
+
+class PackedLinear(nn.Module):
+    """D(pack) = w . pack, with w = (3, 0, 0, 4) over a pack of two 2-D points: its gradient is w for every pack."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([3.0, 0.0, 0.0, 4.0]))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return x.flatten(1) @ self.w
+
+
+@pytest.mark.parametrize(
+    ("penalty", "expected"),
+    [(GradientPenalty(), (5.0 - 1.0) ** 2), (R1(weight=1.0), 0.5 * 5.0**2), (R2(weight=1.0), 0.5 * 5.0**2)],
+)
+def test_penalties_of_a_packed_discriminator_take_gradients_per_pack(penalty: Penalty, expected: float) -> None:
+    """With pack=2 a penalty's sample is a pack: ||grad D|| = ||w|| = 5, not the samples' own 3 and 4
+    (per sample, GP would be ((3 - 1)^2 + (4 - 1)^2) / 2 = 6.5 and R1 (9 + 16) / 4 = 6.25)."""
+    frozen_d = partial(torch.optim.SGD, lr=0.0)  # D keeps w through the run
+    g = MLPGenerator(latent_dim=2, width=8, depth=1, channels=2)
+    module = GANModule(
+        g, PackedLinear(), NonSaturating(), frozen_d, frozen_d, ema_decay=None, pack=2, penalties={"p": penalty}
+    )
+    points = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+    trainer = Trainer(
+        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, log_every_n_steps=1,
+    )  # fmt: skip
+    trainer.fit(module, DataLoader(TensorDataset(points, torch.zeros(8, dtype=torch.long)), batch_size=4))
+    assert trainer.callback_metrics["penalty/p"].item() == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(("model", "data", "channels"), [("dcgan", "fashion_mnist", 3), ("mlp", "ring", 6)])

@@ -20,6 +20,8 @@ from ganforge.objectives import Objective
 from ganforge.penalties import Critic, Penalty
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+#: What a generator step logs: NaN in the rows of batches without one.
+GENERATOR_LOGS = ("loss/g", "grad_norm/g")
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
 
 
@@ -113,12 +115,17 @@ class GANModule(LightningModule):
 
     def critic(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """D's logits for ``x`` (with labels ``y`` when conditional); with packing (PacGAN), one logit
-        per ``pack`` consecutive samples, which D sees concatenated along the feature/channel axis."""
-        if self.pack > 1:
-            if x.shape[0] % self.pack:
-                raise ValueError(f"batch size {x.shape[0]} is not divisible by model.pack={self.pack}")
-            x = x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:])
-        return self.discriminator(x, y)
+        per ``pack`` consecutive samples (see :meth:`pack_samples`)."""
+        return self.discriminator(self.pack_samples(x), y)
+
+    def pack_samples(self, x: torch.Tensor) -> torch.Tensor:
+        """What D sees of a batch: with packing, ``pack`` consecutive samples concatenated along the
+        feature/channel axis, one D input per pack."""
+        if self.pack == 1:
+            return x
+        if x.shape[0] % self.pack:
+            raise ValueError(f"batch size {x.shape[0]} is not divisible by model.pack={self.pack}")
+        return x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:])
 
     def setup(self, stage: str) -> None:
         """Under DDP, give each rank its own latent stream (``seed_everything`` seeds them all alike,
@@ -151,9 +158,11 @@ class GANModule(LightningModule):
         with torch.set_grad_enabled(g_step_follows):  # the G step reuses these fakes
             fake = self.generator(self.sample_latent(real.shape[0]), y)
 
-        logs = self._discriminator_step(d_opt, critic, real, fake.detach(), log_now)
+        logs = self._discriminator_step(d_opt, critic, real, fake.detach(), y, log_now)
         if g_step_follows:
             logs |= self._generator_step(g_opt, critic, real, fake, log_now)
+        elif log_now:  # Lightning would repeat the last G step's values in this row (also after a resume)
+            logs |= dict.fromkeys(GENERATOR_LOGS, float("nan"))
         if log_now:
             self.log_dict(logs | self.progress())
 
@@ -180,17 +189,21 @@ class GANModule(LightningModule):
         return last_step or last_epoch
 
     def _discriminator_step(
-        self, d_opt: Any, critic: Critic, real: torch.Tensor, fake: torch.Tensor, log: bool
+        self, d_opt: Any, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None, log: bool
     ) -> dict[str, Any]:
         with self.toggled_optimizer(d_opt):
             real_logits = critic(real)
             fake_logits = critic(fake)
             loss = self.objective.d_loss(real_logits, fake_logits)
             logs = {"loss/d_adversarial": loss.detach()} if log and self.penalties else {}
+            # Penalties take D's own inputs: with packing, a pack is one sample (GP interpolates whole packs
+            # and takes gradient norms over a pack's inputs).
+            packed_critic = partial(self.discriminator, y=y)
             for name, penalty in self.penalties.items():
                 if self.discriminator_steps % penalty.every == 0:
+                    packed_real, packed_fake = self.pack_samples(real).float(), self.pack_samples(fake).float()
                     with torch.autocast(self.device.type, enabled=False):  # penalties in float32
-                        value = penalty.value(critic, real.float(), fake.float(), real_logits)
+                        value = penalty.value(packed_critic, packed_real, packed_fake, real_logits)
                     loss = loss + penalty.weight * penalty.every * value
                     if log:
                         logs[f"penalty/{name}"] = value.detach()
