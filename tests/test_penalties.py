@@ -1,12 +1,20 @@
-"""Penalties against their closed forms on discriminators whose input gradient is known."""
+"""Penalties against their closed forms on discriminators whose input gradient is known; the critic loss=wgan_gp
+composes keeps samples apart, as a per-sample penalty needs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from torch import nn
 from torch.testing import assert_close
 
+from ganforge.config import build
+from ganforge.errors import ConfigError
+from ganforge.nets import DCGANDiscriminator
 from ganforge.penalties import DRAGAN, R1, R2, Drift, GradientPenalty, input_gradient
+from tests.conftest import compose_config
 
 torch.manual_seed(0)
 W = torch.tensor([3.0, -4.0])  # ||W|| = 5
@@ -93,3 +101,32 @@ def test_interval_must_be_positive() -> None:
     """every=0 is rejected."""
     with pytest.raises(ValueError, match="every"):
         R1(weight=1.0, every=0)
+
+
+def cross_sample_gradient(critic: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The largest |d critic(x)_i / d x_j| over pairs of samples i != j, in training mode (as penalised)."""
+    jacobian = torch.autograd.functional.jacobian(lambda x: critic.train()(x), x)  # (N, N, C, H, W)
+    off_diagonal = ~torch.eye(len(x), dtype=torch.bool)
+    return jacobian[off_diagonal].abs().max()
+
+
+@pytest.mark.parametrize(("loss", "mixes_samples"), [("wgan_gp", False), ("nonsaturating", True)])
+def test_wgan_gp_gives_the_dcgan_critic_per_sample_normalization(
+    loss: str, mixes_samples: bool, tmp_path: Path
+) -> None:
+    """loss=wgan_gp composes a DCGAN critic without BatchNorm: sample i's logit has zero gradient with respect
+    to sample j's input, so the per-sample penalty sees each sample alone (with BatchNorm it does not)."""
+    cfg = compose_config("train", [f"loss={loss}", "model.discriminator.width=8", f"paths.output_dir={tmp_path}"])
+    critic = build(cfg.model.discriminator)
+    has_batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in critic.modules())
+    assert has_batch_norm is mixes_samples
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    if mixes_samples:
+        assert cross_sample_gradient(critic, x) > 1e-4
+    else:
+        assert cross_sample_gradient(critic, x) == 0
+
+
+def test_an_unknown_discriminator_norm_names_the_choices() -> None:
+    with pytest.raises(ConfigError, match=r"model\.discriminator\.norm must be one of \['batch', 'layer'\]"):
+        DCGANDiscriminator(norm="instance")

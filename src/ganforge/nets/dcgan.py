@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from itertools import pairwise
 
 import torch
 from torch import nn
 
+from ganforge.errors import ConfigError
 from ganforge.nets.conditioning import label_code, label_maps
 from ganforge.nets.layers import base_resolution, dcgan_init, spectral_normalize
+
+#: The discriminator's normalization layers, by ``norm``: per batch, or per sample (one group of all channels).
+NORMS: dict[str, Callable[[int], nn.Module]] = {"batch": nn.BatchNorm2d, "layer": partial(nn.GroupNorm, 1)}
 
 
 class DCGANGenerator(nn.Module):
@@ -58,7 +64,11 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """Strided convolutions with LeakyReLU(0.2) (BatchNorm after the first), one logit per image.
+    """Strided convolutions with LeakyReLU(0.2) (normalization after the first), one logit per image.
+
+    ``norm="batch"`` is DCGAN's BatchNorm; ``norm="layer"`` normalizes each sample over its channels and
+    positions (``GroupNorm(1, C)``), so that a sample's logit depends on that sample only, as per-sample
+    gradient penalties assume (WGAN-GP drops BatchNorm from the critic for this reason).
 
     With ``num_classes=K`` the one-hot label enters as K constant input channels, so the first
     convolution sees the label at every position.
@@ -71,8 +81,11 @@ class DCGANDiscriminator(nn.Module):
         width: int = 64,
         spectral_norm: bool = False,
         num_classes: int | None = None,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
+        if norm not in NORMS:
+            raise ConfigError(f"model.discriminator.norm must be one of {sorted(NORMS)}, got {norm!r}")
         self.num_classes = num_classes
         base, doublings = base_resolution(resolution)
         widths = [width * 2**i for i in range(doublings)]
@@ -83,7 +96,7 @@ class DCGANDiscriminator(nn.Module):
         for c_in, c_out in pairwise(widths):
             layers += [
                 nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(c_out),
+                NORMS[norm](c_out),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
         layers += [nn.Conv2d(widths[-1], 1, base, 1, 0)]
