@@ -1,4 +1,5 @@
-"""2-D Gaussian mixtures of the mode-collapse benchmark (PacGAN protocol, docs/PROTOCOLS)."""
+"""2-D Gaussian mixtures of the mode-collapse benchmark (the PacGAN protocol, Lin et al. 2018: README.md, "2-D
+mixtures and mode collapse", and benchmarks/mode_collapse.py)."""
 
 from __future__ import annotations
 
