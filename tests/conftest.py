@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 from torch_fidelity import feature_extractor_inceptionv3 as fidelity_inception
 
 from ganforge.config import CONFIG_MODULE
@@ -55,8 +56,13 @@ def isolated_cache(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+    """The job config, with Hydra's own config set as in a run (``${hydra:runtime.choices...}`` resolves)."""
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        return compose(config_name, overrides=overrides)
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
 @pytest.fixture

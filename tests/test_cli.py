@@ -67,7 +67,7 @@ def test_python_dash_m_entry_points_find_configs_from_any_directory(tmp_path: Pa
     """Configs ship inside the package: both module entry points compose from an unrelated cwd."""
     result = run(sys.executable, "-m", "ganforge.train", "--cfg", "job", "data=cifar10", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "task_name: fmnist_dcgan" in result.stdout and "CIFAR10DataModule" in result.stdout
+    assert "CIFAR10DataModule" in result.stdout
     result = run(sys.executable, "-m", "ganforge.sample", "--cfg", "job", "ckpt=x.ckpt", cwd=tmp_path)
     assert result.returncode == 0 and "ckpt: x.ckpt" in result.stdout
 

@@ -82,7 +82,7 @@ def test_data_config_alone_resizes_the_nets(tmp_path: Path) -> None:
 def test_default_is_the_fmnist_dcgan_experiment() -> None:
     """A bare ganforge-train runs experiment fmnist_dcgan on Fashion-MNIST at its native 28x28."""
     cfg = compose_config("train", [])
-    assert cfg.task_name == "fmnist_dcgan"
+    assert cfg.task_name == "fashion_mnist_dcgan"
     assert cfg.data._target_.endswith("FashionMNISTDataModule")
     assert (cfg.data.channels, cfg.data.resolution) == (1, 28)
 

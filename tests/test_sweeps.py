@@ -64,7 +64,7 @@ def test_grid_multirun_gives_one_grouped_wandb_run_per_job_and_a_report(tmp_path
         objective = wandb_config(log)["loss"]["objective"]["_target_"]  # the resolved config
         assert objective.endswith("Hinge" if tags[0] == "loss=hinge" else "NonSaturating")
         assert wandb_summary(log)["metrics/fid"] == pytest.approx(final_fid(job), rel=1e-6)
-    assert groups == {f"fmnist_dcgan-{sweep.name}"}  # one group: the sweep
+    assert groups == {f"fashion_mnist_dcgan-{sweep.name}"}  # one group: the sweep
 
     report(sweep)
     rows = read_report(sweep)

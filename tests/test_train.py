@@ -190,4 +190,4 @@ def test_wandb_offline_run_holds_losses_and_config(
     assert summary["metrics/fid"] == pytest.approx(final["fid"], rel=1e-6)  # the final evaluation
     logged = wandb_config(runs[0])
     assert logged["model"]["generator"]["width"] == 8
-    assert logged["task_name"] == "fmnist_dcgan"
+    assert logged["task_name"] == "fashion_mnist_dcgan"

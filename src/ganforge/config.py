@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError
 from ganforge.module import GANModule
 from ganforge.progressive import ProgressiveGANModule
+from ganforge.runs import config_subdir, run_dir, task_name, wandb_run_id
 from ganforge.sweeps import run_name, sweep_group, sweep_tags
 
 #: The packaged Hydra configs; ``conf/`` at the repository root links here.
@@ -50,6 +51,10 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("sweep_group", sweep_group, replace=True)
     OmegaConf.register_new_resolver("sweep_tags", sweep_tags, replace=True)
     OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+    OmegaConf.register_new_resolver("task_name", task_name, replace=True)
+    OmegaConf.register_new_resolver("run_dir", run_dir, replace=True)
+    OmegaConf.register_new_resolver("config_subdir", config_subdir, replace=True)
+    OmegaConf.register_new_resolver("wandb_run_id", wandb_run_id, replace=True)
 
 
 register_resolvers()

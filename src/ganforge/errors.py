@@ -23,3 +23,14 @@ class ClassifierError(GanforgeError):
 
 class ConfigError(GanforgeError):
     """Config options that cannot work together, such as a conditional model on data without classes."""
+
+
+class Preempted(GanforgeError):
+    """Training was stopped by a signal (SIGTERM, a requeue signal) after saving a checkpoint.
+
+    The process exits with ``128 + signal number``, as if killed by it, so that a scheduler or a
+    shell script does not mistake the stop for a finished run."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

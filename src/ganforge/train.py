@@ -12,10 +12,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge.config import build, build_module, load_checkpoint
-from ganforge.errors import ConfigError, GanforgeError
+from ganforge.errors import CheckpointError, ConfigError, GanforgeError, Preempted
+from ganforge.preemption import Preemption
+from ganforge.runs import LAST, changed_settings, resume_checkpoint, truncate_metrics
 
 
 def instantiate_group(blocks: DictConfig | None) -> list[Any]:
@@ -39,8 +42,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def _fit(cfg: DictConfig) -> dict[str, float]:
     seed_everything(cfg.seed, workers=True)
-    if cfg.ckpt_path:
-        load_checkpoint(cfg.ckpt_path)  # fail early and clearly on a bad file
+    ckpt_path = _checkpoint_to_resume(cfg)
     datamodule = build(cfg.data)
     module = build_module(cfg)
     module.save_hyperparameters(OmegaConf.to_container(cfg, resolve=True))  # -> loggers and checkpoints
@@ -48,14 +50,56 @@ def _fit(cfg: DictConfig) -> dict[str, float]:
     loggers: list[Logger] = instantiate_group(cfg.logger)
     max_steps = cfg.max_gen_steps * (cfg.n_critic + 1) if cfg.max_gen_steps else -1  # Lightning counts D and G steps
     trainer: Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=max_steps)
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    finally:
-        if any(isinstance(logger, WandbLogger) for logger in loggers):
-            import wandb
+    stopped = False
+    with Preemption() as preemption:
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except SIGTERMException:  # raised between batches; GenStepCheckpoint saved last.ckpt
+            stopped = True
+        finally:
+            if any(isinstance(logger, WandbLogger) for logger in loggers):
+                import wandb
 
-            wandb.finish()  # also after an error, so a multirun never waits on a dangling run
+                wandb.finish()  # also after an error, so a multirun never waits on a dangling run
+    if stopped:
+        requeued = preemption.requeue(trainer.global_rank)
+        again = (
+            "the requeued job continues by itself" if requeued else "continue with the same command and ckpt_path=last"
+        )
+        raise Preempted(
+            f"stopped by {preemption.stop_signal} at generator step {module.generator_steps}; checkpoint saved in "
+            f"{Path(cfg.paths.output_dir) / 'checkpoints'}; {requeued + '; ' if requeued else ''}{again}",
+            preemption.signum or 15,
+        )
     return {name: float(value) for name, value in trainer.callback_metrics.items()}
+
+
+def _checkpoint_to_resume(cfg: DictConfig) -> str | None:
+    """The checkpoint this run starts from (:func:`ganforge.runs.resume_checkpoint`), checked before anything is built.
+
+    A run continued in its own folder must keep the settings it was trained with, and its
+    ``metrics.csv`` loses the rows logged after the checkpoint (they are logged again).
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt = resume_checkpoint(cfg.ckpt_path, output_dir)
+    if ckpt is None:
+        if cfg.ckpt_path == LAST:
+            raise CheckpointError(
+                f"ckpt_path=last: no run of task {cfg.task_name!r} under {output_dir.parent} holds a checkpoint; "
+                "train one first (same settings, without ckpt_path), or pass a checkpoint file as ckpt_path=PATH"
+            )
+        return None
+    checkpoint = load_checkpoint(ckpt)  # fail early and clearly on a bad or unsafe (pickled-object) file
+    if ckpt.parent.parent.resolve() == output_dir.resolve():  # continuing in place
+        changed = changed_settings(checkpoint["hyper_parameters"], OmegaConf.to_container(cfg, resolve=True))
+        if changed:
+            raise ConfigError(
+                f"{output_dir} was trained with other settings; continue it with the same ones: add "
+                f"{' '.join(changed[:8])}{' ...' if len(changed) > 8 else ''} (or start a new run: no ckpt_path=last)"
+            )
+        last_step = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
+        truncate_metrics(output_dir / "csv" / "metrics.csv", last_step)
+    return str(ckpt)
 
 
 def report_errors(task: Callable[[DictConfig], Any], name: str) -> Callable[[DictConfig], Any]:
@@ -68,6 +112,9 @@ def report_errors(task: Callable[[DictConfig], Any], name: str) -> Callable[[Dic
     def run(cfg: DictConfig) -> Any:
         try:
             return task(cfg)
+        except Preempted as err:  # ends a multirun too: the whole process was asked to stop
+            print(f"{name}: {err}", file=sys.stderr)
+            sys.exit(err.exit_code)
         except GanforgeError as err:
             print(f"{name}: error: {err}", file=sys.stderr)
             if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:

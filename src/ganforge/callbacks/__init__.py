@@ -1,8 +1,9 @@
-"""Lightning callbacks: generator-step checkpoints, sample grids, evaluation, the progress bar."""
+"""Lightning callbacks (generator-step checkpoints, sample grids, evaluation, the progress bar) and the
+atomic checkpoint writer."""
 
-from ganforge.callbacks.checkpoint import GenStepCheckpoint
+from ganforge.callbacks.checkpoint import AtomicCheckpointIO, GenStepCheckpoint
 from ganforge.callbacks.evaluation import ImageMetrics, ModeCoverage
 from ganforge.callbacks.progress import GANProgressBar
 from ganforge.callbacks.sample_grid import SampleGrid
 
-__all__ = ["GANProgressBar", "GenStepCheckpoint", "ImageMetrics", "ModeCoverage", "SampleGrid"]
+__all__ = ["AtomicCheckpointIO", "GANProgressBar", "GenStepCheckpoint", "ImageMetrics", "ModeCoverage", "SampleGrid"]

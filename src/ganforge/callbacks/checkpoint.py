@@ -1,13 +1,21 @@
-"""Checkpoints counted in generator steps."""
+"""Checkpoints counted in generator steps, written so that a kill can never leave a truncated one."""
 
 from __future__ import annotations
 
+import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+#: Suffix of a checkpoint being written; renamed into place once complete.
+PARTIAL = ".partial"
 
 # Lightning warns that with manual optimization a step-triggered checkpoint holds the state
 # after the optimizer steps; that is the state ganforge means to save (it resumes from it).
@@ -20,8 +28,9 @@ class GenStepCheckpoint(ModelCheckpoint):
     Lightning's step counter advances once per optimizer step, i.e. ``n_critic + 1`` times
     per generator step; the conversion happens here so configs speak in generator steps.
     Also saves at the end of training, so ``last.ckpt`` always holds the final state (and a
-    ``monitor``-ed top-k, such as ``best.ckpt`` by FID, sees the final evaluation). File
-    names carry no ``=`` so that they can be passed as ``ckpt_path=...`` without quoting.
+    ``monitor``-ed top-k, such as ``best.ckpt`` by FID, sees the final evaluation), and when the
+    run is stopped by SIGTERM (preemption: :mod:`ganforge.preemption`) after its current batch.
+    File names carry no ``=`` so that they can be passed as ``ckpt_path=...`` without quoting.
     """
 
     def __init__(self, every_n_gen_steps: int = 1000, **kwargs: Any) -> None:
@@ -35,6 +44,9 @@ class GenStepCheckpoint(ModelCheckpoint):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         self._every_n_train_steps = self.every_n_gen_steps * (getattr(pl_module, "n_critic", 1) + 1)
+        if trainer.is_global_zero and self.dirpath is not None:
+            for partial in Path(self.dirpath).glob(f"*{PARTIAL}"):  # left by a write that was killed
+                partial.unlink()
 
     @property
     def state_key(self) -> str:
@@ -54,3 +66,24 @@ class GenStepCheckpoint(ModelCheckpoint):
         if self.monitor is not None and self.monitor in candidates:  # e.g. the final evaluation's FID
             self._save_topk_checkpoint(trainer, candidates)
         self._save_last_checkpoint(trainer, candidates)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """Lightning raises ``SIGTERMException`` between batches, so the state is one to resume from."""
+        if isinstance(exception, SIGTERMException) and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes ``<name>.partial``, syncs it, and renames it over ``<name>``: a kill during the write
+    (SIGKILL, a node lost, a full disk) leaves the previous checkpoint intact, never a truncated one.
+    Lightning's own writer opens the final path and writes into it."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+        if "://" in str(path):  # a remote filesystem (fsspec): its own semantics
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        partial = Path(f"{path}{PARTIAL}")
+        super().save_checkpoint(checkpoint, partial, storage_options)
+        with partial.open("rb") as file:
+            os.fsync(file.fileno())
+        os.replace(partial, path)

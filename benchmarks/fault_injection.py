@@ -1,0 +1,232 @@
+"""Fault injection: kill training at random moments, continue it each time, compare with a run never killed.
+
+A reference run trains ``--gen-steps`` generator steps uninterrupted. The same run is then started
+and killed again and again — SIGTERM at a random moment (it should checkpoint and exit 143),
+SIGKILL at a random moment, or SIGKILL while a checkpoint is being written — and after every fault
+``ganforge-train ckpt_path=last`` continues it. After each fault every checkpoint on disk must load
+and no partial file may remain once the run starts again; at the end the weights, EMA, optimizer
+states and ``metrics.csv`` must equal the reference bit for bit.
+
+Checkpoint writes are slowed down (the file is written in two halves with a pause between) so
+that a kill can land inside one; the writes themselves are ganforge's (``AtomicCheckpointIO``).
+
+    .venv/bin/python benchmarks/fault_injection.py --faults 30 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+#: A tiny Fashion-MNIST DCGAN with frequent checkpoints and no evaluation: seconds per run.
+TINY = [
+    "model.generator.width=8",
+    "model.discriminator.width=8",
+    "data.batch_size=16",
+    "logger=csv",
+    "~callbacks.progress_bar",
+    "~callbacks.image_metrics",
+    "~callbacks.best_checkpoint",
+    "~callbacks.samples",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.log_every_n_steps=5",
+    "n_critic=2",
+]
+KINDS = ("SIGTERM", "SIGKILL", "SIGKILL during a checkpoint write")
+#: How long the slowed-down checkpoint write pauses half way.
+WRITE_PAUSE_S = 0.3
+
+
+def slow_checkpoint_writes() -> None:
+    """Make every checkpoint write pause half way, so that a kill can land inside it."""
+    from lightning.fabric.plugins.io import torch_io
+
+    def write_in_two_halves(checkpoint: dict[str, Any], filepath: Any) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        data = buffer.getvalue()
+        with open(filepath, "wb") as file:
+            file.write(data[: len(data) // 2])
+            file.flush()
+            time.sleep(WRITE_PAUSE_S)
+            file.write(data[len(data) // 2 :])
+
+    torch_io._atomic_save = write_in_two_halves
+
+
+def worker(overrides: list[str]) -> None:
+    """Run ``ganforge-train`` in this process, with slow checkpoint writes."""
+    slow_checkpoint_writes()
+    from ganforge.train import main
+
+    sys.argv = ["ganforge-train", *overrides]
+    main()
+
+
+@dataclass
+class Campaign:
+    """Counts for the reliability table."""
+
+    faults: Counter[str] = field(default_factory=Counter)
+    starts: int = 0
+    continued: int = 0
+    checkpoints_checked: int = 0
+    exact: bool = False
+
+
+def start(overrides: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--", *overrides]
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def checkpoints(log_dir: Path, pattern: str = "*.ckpt") -> list[Path]:
+    return sorted(log_dir.glob(f"*/runs/*/checkpoints/{pattern}"))
+
+
+def wait_for(log_dir: Path, process: subprocess.Popen[bytes], since: float, suffix: str) -> bool:
+    """Wait until a checkpoint file ending in ``suffix`` is written after ``since`` (``.partial``: a write
+    in progress; ``.ckpt``: training is under way); False if the process ended first."""
+    while process.poll() is None:
+        for path in checkpoints(log_dir, f"*{suffix}"):
+            with contextlib.suppress(FileNotFoundError):  # renamed in the meantime
+                if path.stat().st_mtime > since:
+                    return True
+        time.sleep(0.01)
+    return False
+
+
+def check_on_disk(log_dir: Path) -> int:
+    """Every finished checkpoint loads with ganforge's safe loader; returns how many there are."""
+    from ganforge.config import load_checkpoint
+
+    done = checkpoints(log_dir)
+    for path in done:
+        load_checkpoint(path)
+    return len(done)
+
+
+def metrics_rows(run: Path) -> list[dict[str, str]]:
+    with (run / "csv" / "metrics.csv").open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def same_state(a: Path, b: Path) -> bool:
+    from ganforge.config import load_checkpoint
+
+    one, two = load_checkpoint(a), load_checkpoint(b)
+    weights = one["state_dict"].keys() == two["state_dict"].keys() and all(
+        torch.equal(value, two["state_dict"][key]) for key, value in one["state_dict"].items()
+    )
+    optimizers = all(
+        torch.equal(tensor, other["state"][slot][name])
+        for mine, other in zip(one["optimizer_states"], two["optimizer_states"], strict=True)
+        for slot, state in mine["state"].items()
+        for name, tensor in state.items()
+    )
+    return weights and optimizers and one["ganforge"]["generator_steps"] == two["ganforge"]["generator_steps"]
+
+
+def run_campaign(work: Path, faults: int, seed: int, gen_steps: int, every: int) -> Campaign:
+    """Train once uninterrupted, then with ``faults`` faults; returns the counts (``exact``: bitwise equal)."""
+    rng = random.Random(seed)
+    common = [*TINY, f"max_gen_steps={gen_steps}", f"callbacks.checkpoint.every_n_gen_steps={every}"]
+    reference = work / "reference"
+    began = time.monotonic()
+    done = start([*common, f"hydra.run.dir={reference}"], work)
+    if done.wait() != 0:
+        raise RuntimeError(f"the reference run failed: {done.stderr.read().decode()[-2000:] if done.stderr else ''}")
+    interval = (time.monotonic() - began) * every / gen_steps  # an upper bound: start-up included
+    log_dir = work / "logs"
+    campaign = Campaign()
+    while True:
+        for run in log_dir.glob("*/runs/*"):  # killed before its first checkpoint: it starts again from scratch
+            if not any((run / "checkpoints").glob("*.ckpt")):
+                shutil.rmtree(run)
+        resumable = bool(checkpoints(log_dir))
+        since = time.time()
+        process = start([*common, f"paths.log_dir={log_dir}", *(["ckpt_path=last"] if resumable else [])], work)
+        campaign.starts += 1
+        campaign.continued += int(resumable)
+        kind = rng.choice(KINDS)
+        if sum(campaign.faults.values()) < faults:
+            if kind == KINDS[2]:
+                hit = wait_for(log_dir, process, since, ".partial")
+            else:  # a random moment of a checkpoint interval, once training is under way
+                hit = wait_for(log_dir, process, since, ".ckpt")
+                time.sleep(rng.uniform(0.0, interval))
+            if hit and process.poll() is None:
+                process.send_signal(signal.SIGTERM if kind == "SIGTERM" else signal.SIGKILL)
+                campaign.faults[kind] += 1
+        _, stderr = process.communicate()
+        if process.returncode == 0:
+            break
+        if process.returncode not in (-signal.SIGKILL, 128 + signal.SIGTERM, -signal.SIGTERM):  # -: before fit
+            raise RuntimeError(f"{kind} gave exit code {process.returncode}: {stderr.decode()[-2000:]}")
+        campaign.checkpoints_checked += check_on_disk(log_dir)
+    runs = sorted(log_dir.glob("*/runs/*"))
+    if len(runs) != 1:
+        raise RuntimeError(f"the continued run is spread over {len(runs)} folders: {runs}")
+    if checkpoints(log_dir, "*.partial"):
+        raise RuntimeError("a partial checkpoint file was left behind")
+    final, expected = runs[0] / "checkpoints" / "last.ckpt", reference / "checkpoints" / "last.ckpt"
+    campaign.exact = same_state(final, expected) and metrics_rows(runs[0]) == metrics_rows(reference)
+    return campaign
+
+
+def table(campaign: Campaign, command: str) -> str:
+    kinds = ", ".join(f"{count} × {kind}" for kind, count in sorted(campaign.faults.items()))
+    return "\n".join(
+        [
+            "| faults injected | starts | continuations (`ckpt_path=last`) | checkpoints loaded after a fault "
+            "| final state and metrics.csv equal to the uninterrupted run |",
+            "|---|---|---|---|---|",
+            f"| {sum(campaign.faults.values())} ({kinds}) | {campaign.starts} | {campaign.continued} "
+            f"| {campaign.checkpoints_checked} | {'yes, bitwise' if campaign.exact else 'NO'} |",
+            "",
+            f"Command: `{command}`",
+        ]
+    )
+
+
+def main() -> None:
+    if "--worker" in sys.argv:
+        worker(sys.argv[sys.argv.index("--") + 1 :])
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--faults", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gen-steps", type=int, default=150)
+    parser.add_argument("--every", type=int, default=10, help="checkpoint every N generator steps")
+    parser.add_argument("--work", type=Path, help="an empty folder for the runs (default: a new one in outputs/)")
+    args = parser.parse_args()
+    if args.work is None:
+        (ROOT / "outputs").mkdir(exist_ok=True)
+        args.work = Path(tempfile.mkdtemp(prefix="fault_injection_", dir=ROOT / "outputs"))
+    args.work.mkdir(parents=True, exist_ok=True)
+    campaign = run_campaign(args.work, args.faults, args.seed, args.gen_steps, args.every)
+    print(table(campaign, "python benchmarks/fault_injection.py " + " ".join(sys.argv[1:])))
+    if not campaign.exact:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

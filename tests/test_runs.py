@@ -1,0 +1,202 @@
+"""Where runs are filed, and how a stopped or killed run continues in place, exactly."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.fault_injection import KINDS, metrics_rows, run_campaign, same_state
+from ganforge.config import load_checkpoint
+from ganforge.preemption import Preemption
+from ganforge.runs import changed_settings, run_dir, truncate_metrics, wandb_run_id
+from tests.conftest import TINY, compose_config
+from tests.wandb_log import run_record
+
+BIN = Path(sys.executable).parent
+#: TINY without metrics or sample grids, checkpoints every 20 generator steps, logged every 5 batches.
+QUICK = [
+    *[o for o in TINY if o != "logger=csv"],
+    "~callbacks.image_metrics",
+    "~callbacks.best_checkpoint",
+    "~callbacks.samples",
+    "callbacks.checkpoint.every_n_gen_steps=20",
+    "trainer.log_every_n_steps=5",
+    "logger=wandb",
+]
+
+
+def ganforge_train(*overrides: str, cwd: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "WANDB_API_KEY")}
+    env |= {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    command = [str(BIN / "ganforge-train"), *QUICK, *overrides]
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
+    _, stderr = process.communicate(timeout=600)
+    return process.returncode, stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "task"),
+    [
+        ([], "fashion_mnist_dcgan"),  # make train: the default experiment
+        (["data=cifar10", "model=sagan"], "cifar10_sagan"),  # filed under fmnist_dcgan before
+        (["experiment=cifar10_sagan_cond"], "cifar10_sagan_cond"),
+        (["experiment=fmnist_progan", "data=mnist_5k"], "mnist_5k_progan"),
+        (["model.conditional=true"], "fashion_mnist_dcgan_cond"),
+        (["task_name=my_study"], "my_study"),
+    ],
+)
+def test_task_name_follows_what_is_trained(overrides: list[str], task: str) -> None:
+    cfg = compose_config("train", overrides)
+    assert cfg.task_name == task
+    assert cfg.logger.wandb.name == task
+
+
+def test_runs_are_filed_under_the_chosen_data_and_model(tmp_path: Path) -> None:
+    """ganforge-train data=mnist_5k model=sagan: outputs/mnist_5k_sagan/runs/<time>, W&B run mnist_5k_sagan."""
+    code, stderr = finish(ganforge_train("data=mnist_5k", "model=sagan", "max_gen_steps=2", cwd=tmp_path))
+    assert code == 0, stderr[-2000:]
+    (run,) = (tmp_path / "outputs").glob("*/runs/*")
+    assert run.parent.parent.name == "mnist_5k_sagan"
+    (record,) = run.glob("wandb/offline-run-*/run-*.wandb")
+    assert run_record(record).display_name == "mnist_5k_sagan"
+
+
+def test_sigterm_saves_a_checkpoint_and_ckpt_path_last_continues_it_exactly(tmp_path: Path) -> None:
+    """SIGTERM mid-run: exit 143 with a message and a checkpoint; ``ckpt_path=last`` continues in the same
+    folder, CSV and W&B run id, and ends bitwise equal (weights, optimizers, CSV rows) to a run never stopped."""
+    steps = "max_gen_steps=100"
+    process = ganforge_train(steps, "n_critic=2", cwd=tmp_path)  # a stop between D steps of one G step, too
+    while not list((tmp_path / "outputs").glob("*/runs/*/checkpoints/gen_step_0000020.ckpt")):
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    code, stderr = finish(process)
+    assert code == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "ganforge-train: stopped by SIGTERM at generator step" in stderr and "ckpt_path=last" in stderr
+    assert "Traceback" not in stderr
+    (run,) = (tmp_path / "outputs" / "fashion_mnist_dcgan" / "runs").iterdir()
+    stopped = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert 20 <= stopped["ganforge"]["generator_steps"] < 100
+
+    code, stderr = finish(ganforge_train(steps, "n_critic=2", "loss=hinge", "ckpt_path=last", cwd=tmp_path))
+    assert code == 1 and "was trained with other settings" in stderr and "loss.objective._target_=" in stderr
+
+    code, stderr = finish(ganforge_train(steps, "n_critic=2", "ckpt_path=last", cwd=tmp_path))
+    assert code == 0, stderr[-2000:]
+    assert [p.name for p in (tmp_path / "outputs" / "fashion_mnist_dcgan" / "runs").iterdir()] == [run.name]
+    assert (run / ".hydra" / "overrides.yaml").is_file() and list((run / ".hydra").glob("continued_*"))
+
+    reference = tmp_path / "reference"
+    code, stderr = finish(ganforge_train(steps, "n_critic=2", f"hydra.run.dir={reference}", cwd=tmp_path))
+    assert code == 0, stderr[-2000:]
+    assert same_state(run / "checkpoints" / "last.ckpt", reference / "checkpoints" / "last.ckpt")
+    assert metrics_rows(run) == metrics_rows(reference)
+    ids = {path.name.rsplit("-", 1)[-1] for path in (run / "wandb").glob("offline-run-*")}
+    assert len(list((run / "wandb").glob("offline-run-*"))) == 2 and ids == {wandb_run_id(str(run))}
+
+
+def test_ckpt_path_last_without_a_run_is_a_clear_error(tmp_path: Path) -> None:
+    code, stderr = finish(ganforge_train("ckpt_path=last", "max_gen_steps=2", cwd=tmp_path))
+    assert code == 1 and "ckpt_path=last: no run of task 'fashion_mnist_dcgan'" in stderr and "Traceback" not in stderr
+
+
+def test_run_dir_continues_the_newest_run_that_has_a_checkpoint(tmp_path: Path) -> None:
+    for name, has_checkpoint in [("2026-01-01_00-00-00", True), ("2026-01-02_00-00-00", True), ("2026-01-03", False)]:
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+        if has_checkpoint:
+            (tmp_path / name / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert run_dir(str(tmp_path), "now", "last") == str(tmp_path / "2026-01-02_00-00-00")
+    assert run_dir(str(tmp_path), "now", None) == f"{tmp_path}/now"
+    assert run_dir(str(tmp_path), "now", "some/file.ckpt") == f"{tmp_path}/now"  # a given file: a new run
+
+
+def test_truncate_metrics_keeps_rows_up_to_the_checkpoint_and_drops_a_cut_row(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("loss,step\n0.5,4\n0.4,9\n0.3,14\n0.2,19\n0.1")  # the last row was cut by a kill
+    truncate_metrics(metrics, 9)
+    with metrics.open(newline="") as file:
+        assert list(csv.DictReader(file)) == [{"loss": "0.5", "step": "4"}, {"loss": "0.4", "step": "9"}]
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+
+
+def test_changed_settings_names_what_a_continued_run_must_keep() -> None:
+    saved = {"seed": 1, "model": {"width": 8, "norm": None}, "data": {"data_dir": "a", "batch_size": 16}}
+    assert changed_settings(saved, saved) == []
+    now = {"seed": 2, "model": {"width": 8, "norm": "layer", "new": 1}, "data": {"data_dir": "b", "batch_size": 16}}
+    assert changed_settings(saved, now) == ["model.norm=null", "seed=1"]  # data_dir may move; new keys pass
+
+
+def test_requeue_signal_stops_like_sigterm_then_requeues_through_the_previous_handler() -> None:
+    received: list[int] = []
+    previous_term = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    previous_usr2 = signal.signal(signal.SIGUSR2, lambda signum, frame: received.append(-signum))  # "submitit"
+    try:
+        with Preemption() as preemption:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            time.sleep(0.1)  # let the forwarded SIGTERM arrive
+            assert received == [signal.SIGTERM] and preemption.stop_signal == "SIGUSR2"
+            assert preemption.requeue(global_rank=1) is None  # only rank 0 requeues
+            assert preemption.requeue(global_rank=0) == "requeued by the job's launcher"
+            assert received == [signal.SIGTERM, -signal.SIGUSR2]
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGUSR2, previous_usr2)
+
+
+def test_requeue_under_slurm_calls_scontrol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "called"}\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "1234")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        with Preemption() as preemption:
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(0.1)
+            assert preemption.requeue(global_rank=0) == "SLURM job 1234 requeued"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert (tmp_path / "called").read_text().split() == ["requeue", "1234"]
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lightning.fabric.plugins.io import torch_io
+
+    from ganforge.callbacks import AtomicCheckpointIO
+
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": torch.tensor(1)}, path)
+
+    def dies_half_way(checkpoint: dict, filepath: str) -> None:
+        Path(filepath).write_bytes(b"half a checkpoint")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch_io, "_atomic_save", dies_half_way)
+    with pytest.raises(OSError, match="No space"):
+        AtomicCheckpointIO().save_checkpoint({"step": torch.tensor(2)}, path)
+    assert torch.load(path, weights_only=True)["step"] == 1
+    assert (tmp_path / "last.ckpt.partial").is_file()  # removed by the next run's GenStepCheckpoint.setup
+
+
+@pytest.mark.slow
+def test_fault_injection_kills_at_random_moments_and_every_continuation_is_exact(tmp_path: Path) -> None:
+    """SIGTERM, SIGKILL and SIGKILL during a checkpoint write at random moments (benchmarks/fault_injection.py):
+    after each, every checkpoint on disk loads; the run continued after all of them is bitwise the reference."""
+    campaign = run_campaign(tmp_path, faults=6, seed=0, gen_steps=120, every=10)
+    assert sum(campaign.faults.values()) == 6 and set(campaign.faults) == set(KINDS), campaign.faults
+    assert campaign.exact and campaign.continued >= 6
