@@ -12,6 +12,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ganforge.checkpoint_safety import check_config, unpickling_refusal
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError
 from ganforge.module import GANModule
 from ganforge.progressive import ProgressiveGANModule
@@ -101,13 +102,19 @@ def build_module(cfg: DictConfig) -> GANModule:
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a ganforge checkpoint, turning every way it can be unusable into one clear error."""
+    """Read a ganforge checkpoint, turning every way it can be unusable into one clear error.
+
+    Read with ``weights_only``: unpickling anything but tensors and plain values could run arbitrary code.
+    """
     file = Path(path)
     if not file.is_file():
         raise CheckpointError(f"checkpoint {str(file)!r} does not exist; runs keep them in <run>/checkpoints/last.ckpt")
     try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged file
+        refusal = unpickling_refusal(str(file), err)
+        if refusal is not None:
+            raise refusal from None
         raise CheckpointError(
             f"checkpoint {str(file)!r} cannot be read ({type(err).__name__}: {str(err).splitlines()[0]}); "
             "it is probably truncated or corrupt. Use another checkpoint of the run (<run>/checkpoints/)."
@@ -118,7 +125,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def generator_from_checkpoint(checkpoint: dict[str, Any], ema: bool = True) -> tuple[torch.nn.Module, DictConfig]:
-    """Rebuild the generator a checkpoint was trained with; the EMA copy when present and asked for."""
+    """Rebuild the generator a checkpoint was trained with; the EMA copy when present and asked for.
+
+    The returned config has passed :func:`~ganforge.checkpoint_safety.check_config`, so callers may
+    build its other parts (the data) too.
+    """
+    check_config(checkpoint["hyper_parameters"])
     cfg = OmegaConf.create(checkpoint["hyper_parameters"])
     generator = instantiate(cfg.model.generator)
     state = checkpoint["state_dict"]
