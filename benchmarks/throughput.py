@@ -7,7 +7,7 @@ optimizers, seed and algorithm:
 * one D step per batch on ``real`` and ``fake.detach()``, then (every ``n_critic`` batches) a G
   step that reuses the same fakes; non-saturating loss; the other net's parameters are kept
   out of each step (``requires_grad`` toggling);
-* an EMA copy of G via ``AveragedModel`` with ganforge's own ``ema_with_warmup``;
+* an EMA copy of G via ``AveragedModel`` with ganforge's own ``EMAWithWarmup``;
 * real images held in memory as uint8 and scaled to [-1, 1] per batch.
 
 The ganforge side is what ``ganforge-train`` runs: ``build_module(cfg)`` and the configured
@@ -56,15 +56,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_module
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from ganforge.config import CONFIG_MODULE, build_module
-from ganforge.module import GANModule, ema_with_warmup
+from ganforge.module import EMAWithWarmup, GANModule
 
 
 def parse_args() -> argparse.Namespace:
@@ -113,7 +114,11 @@ def compose_config(args: argparse.Namespace, output_dir: str) -> DictConfig:
         overrides.append(f"data.batch_size={args.batch_size}")
     overrides.append("trainer=cpu")
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # as in a run: ${hydra:...} interpolations resolve
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,7 +137,7 @@ class PlainGAN:
         self.d_opt = instantiate(cfg.optim.discriminator)(self.discriminator.parameters())
         self.ema: AveragedModel | None = None
         if cfg.ema_decay is not None:
-            self.ema = AveragedModel(self.generator, multi_avg_fn=ema_with_warmup(cfg.ema_decay), use_buffers=True)
+            self.ema = AveragedModel(self.generator, multi_avg_fn=EMAWithWarmup(cfg.ema_decay), use_buffers=True)
             self.ema.requires_grad_(False)
         self.n_critic = cfg.n_critic
         self.latent_dim = cfg.model.generator.latent_dim
