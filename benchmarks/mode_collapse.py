@@ -162,11 +162,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "mode_collapse")
     parser.add_argument("--no-write", action="store_true", help="print the table but leave RESULTS.md alone")
     parser.add_argument("--parallel", type=int, choices=(1, 2), default=2, help="datasets trained at a time")
+    parser.add_argument(
+        "--datasets", nargs="+", choices=("ring", "grid"), default=["ring", "grid"], help="default: both"
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
-    datasets = [("ring", "grid")] if args.parallel == 2 else [("ring",), ("grid",)]
+    datasets = [tuple(args.datasets)] if args.parallel == 2 else [(ds,) for ds in args.datasets]
     for name in args.only:
         for group in datasets:
             procs = {ds: multirun(ds, name, args.seeds, args.out, args.overrides) for ds in group}
@@ -188,7 +191,7 @@ def main() -> None:
     section = f"""{BEGIN}
 ## Mode collapse: 2-D ring and grid (PacGAN protocol)
 
-- Protocol (docs in `../shared/PROTOCOLS.md`): ring of 8 Gaussians (σ 0.01) and grid of 25 (σ 0.05); 2,500 samples
+- Protocol (PacGAN's, Lin et al. 2018): ring of 8 Gaussians (σ 0.01) and grid of 25 (σ 0.05); 2,500 samples
   of the final generator (the EMA generator where `ema_decay` is set); a sample is high quality (HQ) within 3σ of
   its nearest centre; a mode is captured by ≥ 1 HQ sample; reverse KL(p_gen ‖ uniform) over the nearest-centre
   histogram, natural log. Mean ± standard error over seeds {", ".join(str(s) for s in range(args.seeds))}

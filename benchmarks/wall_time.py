@@ -57,7 +57,7 @@ def command(experiment: str, train_seconds: int, run_dir: Path, extra: list[str]
 def run_all(args: argparse.Namespace, out: Path) -> dict[str, dict]:
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.concurrent)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    train_seconds = args.minutes * 60 - args.reserve
+    train_seconds = round(args.minutes * 60 - args.reserve)
     pending, running, results = list(args.experiments), {}, {}
     while pending or running:
         while pending and len(running) < args.concurrent:
@@ -100,7 +100,7 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
         [
             f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'} "
             f"({os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-            f"no GPU used); {concurrency}; budget {args.minutes} min per run for the whole process, training "
+            f"no GPU used); {concurrency}; budget {args.minutes:g} min per run for the whole process, training "
             f"stopped {args.reserve} s before it. Command: `python benchmarks/wall_time.py "
             f"{' '.join(sys.argv[1:])}`.",
             "",
@@ -116,7 +116,7 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("experiments", nargs="+")
-    parser.add_argument("--minutes", type=int, default=30, help="wall-time budget per run, whole process")
+    parser.add_argument("--minutes", type=float, default=30, help="wall-time budget per run, whole process")
     parser.add_argument("--reserve", type=int, default=60, help="seconds of the budget kept for start-up and the end")
     parser.add_argument("--concurrent", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (0: cores / concurrent)")
@@ -133,7 +133,7 @@ def main() -> None:
     print(text)
     over = [n for n, r in results.items() if r["wall_s"] > args.minutes * 60]
     if over:
-        print(f"over the {args.minutes}-minute budget: {over}", file=sys.stderr)
+        print(f"over the {args.minutes:g}-minute budget: {over}", file=sys.stderr)
     if not args.no_write:
         current = RESULTS.read_text()
         block = f"{BEGIN}\n{text}\n{END}"
