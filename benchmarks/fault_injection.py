@@ -1,8 +1,8 @@
 """Fault injection: kill training at random moments, continue it each time, compare with a run never killed.
 
 A reference run trains ``--gen-steps`` generator steps uninterrupted. The same run is then started
-and killed again and again — SIGTERM at a random moment (it should checkpoint and exit 143),
-SIGKILL at a random moment, or SIGKILL while a checkpoint is being written — and after every fault
+and killed again and again, in turn by SIGTERM at a random moment (it should checkpoint and exit
+143), SIGKILL at a random moment, and SIGKILL while a checkpoint is being written; after every fault
 ``ganforge-train ckpt_path=last`` continues it. After each fault every checkpoint on disk must load
 and no partial file may remain once the run starts again; at the end the weights, EMA, optimizer
 states and ``metrics.csv`` must equal the reference bit for bit.
@@ -166,7 +166,7 @@ def run_campaign(work: Path, faults: int, seed: int, gen_steps: int, every: int)
         process = start([*common, f"paths.log_dir={log_dir}", *(["ckpt_path=last"] if resumable else [])], work)
         campaign.starts += 1
         campaign.continued += int(resumable)
-        kind = rng.choice(KINDS)
+        kind = KINDS[sum(campaign.faults.values()) % len(KINDS)]  # in turn; the moments are random
         if sum(campaign.faults.values()) < faults:
             if kind == KINDS[2]:
                 hit = wait_for(log_dir, process, since, ".partial")

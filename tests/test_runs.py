@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_module
+from hydra.core.hydra_config import HydraConfig
 
 from benchmarks.fault_injection import KINDS, metrics_rows, run_campaign, same_state
-from ganforge.config import load_checkpoint
+from ganforge.config import CONFIG_MODULE, load_checkpoint
 from ganforge.preemption import Preemption
 from ganforge.runs import changed_settings, run_dir, truncate_metrics, wandb_run_id
 from tests.conftest import TINY, compose_config
@@ -60,6 +62,16 @@ def test_task_name_follows_what_is_trained(overrides: list[str], task: str) -> N
     cfg = compose_config("train", overrides)
     assert cfg.task_name == task
     assert cfg.logger.wandb.name == task
+
+
+def test_sweep_folder_and_study_name_resolve_before_a_job_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweeper resolves hydra.sweep.dir and the Optuna study name before Hydra's job config is set."""
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        cfg = compose("train", ["hparams_search=optuna", "data=mnist_5k"], return_hydra_config=True)
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)
+    assert not HydraConfig.initialized()
+    assert "/mnist_5k_dcgan/multiruns/" in cfg.hydra.sweep.dir
+    assert cfg.hydra.sweeper.study_name == "mnist_5k_dcgan"
 
 
 def test_runs_are_filed_under_the_chosen_data_and_model(tmp_path: Path) -> None:

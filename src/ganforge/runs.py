@@ -14,16 +14,21 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from omegaconf import DictConfig
 
 #: ``ckpt_path`` value meaning "the newest checkpoint of this task's newest run".
 LAST = "last"
 
 
-def task_name(data: str, model: str, conditional: bool) -> str:
-    """``<data>_<model>``, plus ``_cond`` for a class-conditional model: runs are filed by what they train."""
-    return f"{data}_{model}{'_cond' if conditional else ''}"
+def task_name(*, _root_: DictConfig) -> str:
+    """``<data>_<model>`` from the chosen config groups, plus ``_cond`` for a class-conditional model: runs
+    are filed by what they train. The choices come from Hydra's config: the running job's, or while a
+    sweeper sets up (before there is a job) the one in the config being resolved."""
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else _root_.hydra.runtime.choices
+    return f"{choices.data}_{choices.model}{'_cond' if _root_.model.get('conditional') else ''}"
 
 
 def newest_checkpoint(run: Path) -> Path | None:

@@ -12,6 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -98,7 +99,7 @@ def _checkpoint_to_resume(cfg: DictConfig) -> str | None:
                 f"{' '.join(changed[:8])}{' ...' if len(changed) > 8 else ''} (or start a new run: no ckpt_path=last)"
             )
         last_step = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
-        truncate_metrics(output_dir / "csv" / "metrics.csv", last_step)
+        rank_zero_only(truncate_metrics)(output_dir / "csv" / "metrics.csv", last_step)  # DDP ranks run this too: once
     return str(ckpt)
 
 
