@@ -20,7 +20,6 @@ from ganforge.data import (
     CelebADataModule,
     CIFAR10DataModule,
     FashionMNISTDataModule,
-    ImageFolderDataModule,
     MNIST5kDataModule,
 )
 from ganforge.data.sampling import ResumableShuffleSampler
@@ -345,7 +344,7 @@ def test_fashion_mnist_missing_system_copy_is_listed(tmp_path: Path) -> None:
         dm.setup("fit")
 
 
-# --- MNIST5k, ImageFolder, CIFAR-10 ----------------------------------------------------------
+# --- MNIST5k, CIFAR-10 -------------------------------------------------------------------
 
 
 def test_mnist_5k_train_split() -> None:
@@ -354,39 +353,6 @@ def test_mnist_5k_train_split() -> None:
     dm.setup("fit")
     assert dm.train_set.images.shape == (4000, 1, 28, 28)
     assert torch.bincount(dm.train_set.labels, minlength=10).tolist() == [400] * 10
-
-
-def make_image_folder(root: Path) -> Path:
-    """Two class folders of small random RGB PNGs with odd sizes."""
-    rng = np.random.default_rng(0)
-    sizes = [(17, 23), (31, 19), (21, 21)]
-    for cls in ("cat", "dog"):
-        (root / cls).mkdir(parents=True)
-        for i, (h, w) in enumerate(sizes):
-            Image.fromarray(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
-    return root
-
-
-@pytest.mark.parametrize("channels", [3, 1])
-def test_image_folder_batches(tmp_path: Path, channels: int) -> None:
-    """ImageFolder images of odd sizes come out as uint8 (B, channels, 16, 16) with labels 0/1."""
-    root = make_image_folder(tmp_path / "imgs")
-    dm = ImageFolderDataModule(data_dir=str(root), batch_size=2, channels=channels, resolution=16)
-    dm.setup("fit")
-    batches = list(dm.train_dataloader())
-    assert len(batches) == 3
-    for images, labels in batches:
-        assert images.dtype == torch.uint8
-        assert images.shape == (2, channels, 16, 16)
-        assert labels.dtype == torch.int64
-    assert sorted(torch.cat([labels for _, labels in batches]).tolist()) == [0, 0, 0, 1, 1, 1]
-
-
-def test_image_folder_missing_dir(tmp_path: Path) -> None:
-    """A missing image folder raises DatasetNotFoundError naming data_dir."""
-    dm = ImageFolderDataModule(data_dir=str(tmp_path / "none"), channels=3, resolution=16)
-    with pytest.raises(DatasetNotFoundError, match="data_dir"):
-        dm.setup("fit")
 
 
 def make_fake_cifar(root: Path, per_batch: int = 2) -> tuple[np.ndarray, list[int]]:

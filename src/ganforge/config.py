@@ -87,14 +87,14 @@ def build_module(cfg: DictConfig) -> GANModule:
     parts = dict(
         generator=build(cfg.model.generator),
         discriminator=build(cfg.model.discriminator),
-        objective=instantiate(cfg.loss.objective),
-        penalties={name: instantiate(block) for name, block in (cfg.loss.penalties or {}).items() if block},
-        g_optimizer=instantiate(cfg.optim.generator),
-        d_optimizer=instantiate(cfg.optim.discriminator),
+        objective=build(cfg.loss.objective),
+        penalties={name: build(block) for name, block in (cfg.loss.penalties or {}).items() if block},
+        g_optimizer=build(cfg.optim.generator),
+        d_optimizer=build(cfg.optim.discriminator),
         n_critic=cfg.n_critic,
         ema_decay=cfg.ema_decay,
         pack=cfg.model.get("pack", 1),
-        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        scheduler=build(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
     )
     if cfg.model.get("schedule"):
         return ProgressiveGANModule(**parts, schedule=build(cfg.model.schedule))

@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import torch
 
+from ganforge.errors import ConfigError
+
 Critic = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -27,7 +29,7 @@ class Penalty:
 
     def __init__(self, weight: float, every: int = 1) -> None:
         if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
+            raise ConfigError(f"every must be >= 1, got {every}")
         self.weight = weight
         self.every = every
 

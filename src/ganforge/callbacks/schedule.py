@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from ganforge.errors import ConfigError
+
 
 class EveryNGenSteps(Callback):
     """Calls :meth:`run` every ``every_n_gen_steps`` generator steps (not before the first) and
@@ -12,7 +14,11 @@ class EveryNGenSteps(Callback):
 
     def __init__(self, every_n_gen_steps: int) -> None:
         if every_n_gen_steps < 1:
-            raise ValueError(f"every_n_gen_steps must be >= 1, got {every_n_gen_steps}")
+            raise ConfigError(
+                f"{type(self).__name__}: every_n_gen_steps must be >= 1, got {every_n_gen_steps}; set "
+                "callbacks.<name>.every_n_gen_steps (for evaluations metrics.every_n_gen_steps) to a number of "
+                "generator steps, or remove the callback with '~callbacks.<name>'"
+            )
         self.every_n_gen_steps = every_n_gen_steps
         self._last_step = -1
 

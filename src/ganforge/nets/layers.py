@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ganforge.errors import ConfigError
+
 
 def dcgan_init(module: nn.Module) -> None:
     """Radford et al. (2015): conv weights ~ N(0, 0.02); BatchNorm scale ~ N(1, 0.02), shift 0."""
@@ -24,15 +26,19 @@ def base_resolution(resolution: int | None) -> tuple[int, int]:
     64 -> (4, 4), 36 -> (9, 2): the nets work at MNIST's native 28x28 as well as at powers of two.
     """
     if resolution is None:
-        raise ValueError("convolutional nets need image data, but data.resolution is null (vector data); use model=mlp")
-    if resolution < 4:
-        raise ValueError(f"resolution must be at least 4, got {resolution}")
+        raise ConfigError(
+            "convolutional nets need image data, but data.resolution is null (vector data such as data=ring); "
+            "use model=mlp, or image data"
+        )
     base, doublings = resolution, 0
     while base % 2 == 0 and base // 2 >= 4:
         base //= 2
         doublings += 1
     if doublings == 0:
-        raise ValueError(f"resolution {resolution} cannot be halved to a base of at least 4; use e.g. 28, 32 or 64")
+        raise ConfigError(
+            f"data.resolution={resolution} cannot be built by the convolutional nets, which double a base of at "
+            "least 4 pixels at least once: use an even resolution of 8 or more, e.g. 28, 32 or 64"
+        )
     return base, doublings
 
 

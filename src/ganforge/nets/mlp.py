@@ -10,6 +10,7 @@ import math
 import torch
 from torch import nn
 
+from ganforge.errors import ConfigError
 from ganforge.nets.conditioning import label_code
 from ganforge.nets.layers import sample_shape, spectral_normalize
 
@@ -59,7 +60,10 @@ class MLPGenerator(nn.Module):
         n_in = latent_dim - 1 + latent_categories if latent_categories else latent_dim
         n_in += num_classes or 0
         if latent_categories and latent_dim < 1:
-            raise ValueError("latent_categories needs latent_dim >= 1 (its first coordinate becomes the code)")
+            raise ConfigError(
+                f"model.generator.latent_categories={latent_categories} needs model.generator.latent_dim >= 1 (its "
+                f"first coordinate becomes the code), got {latent_dim}; raise latent_dim or set latent_categories=0"
+            )
         layers: list[nn.Module] = []
         for i in range(depth):
             layers.append(nn.Linear(n_in if i == 0 else width, width))

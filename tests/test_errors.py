@@ -1,0 +1,143 @@
+"""User errors as ganforge-train reports them: one line naming the setting and the fix, exit code 1, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from ganforge.config import CONFIG_MODULE
+from ganforge.errors import ConfigError
+from ganforge.validation import validate
+from tests.conftest import TINY, Compose, compose_config
+from tests.test_cli import BIN, run
+from tests.test_image_folder import write_every_kind
+
+#: TINY without the evaluations (they need Inception weights), and a run short enough should a check not fire.
+QUICK = [*TINY, "~callbacks.image_metrics", "~callbacks.best_checkpoint", "max_gen_steps=1"]
+
+#: (id, overrides, message fragments); ``{folders}`` stands for a folder of prepared data folders.
+CLI_CASES = [
+    ("unknown-group-option", ["model=nope"], ["Could not find 'model/nope'", "Available options in 'model'"]),
+    ("negative-lr", ["optim.generator.lr=-1"], ["error: optim.generator.lr=-1: a learning rate must be > 0"]),
+    ("zero-lr", ["optim.discriminator.lr=0"], ["error: optim.discriminator.lr=0: a learning rate must be > 0"]),
+    ("zero-batch-size", ["data.batch_size=0"], ["error: data.batch_size=0: a batch needs at least one sample"]),
+    ("zero-n_critic", ["n_critic=0"], ["error: n_critic must be >= 1", "got 0"]),
+    ("negative-max_gen_steps", ["max_gen_steps=-1"], ["error: max_gen_steps=-1: train at least one generator step"]),
+    ("odd-resolution", ["data.resolution=9"], ["error: data.resolution=9 cannot be built", "e.g. 28, 32 or 64"]),
+    ("points-on-a-conv-net", ["data=ring"], ["error: convolutional nets need image data", "use model=mlp"]),
+    ("conditional-progan", ["model=progan", "model.conditional=true"], ["error: model=progan is unconditional"]),
+    (
+        "missing-data_dir",
+        ["data=image_folder", "data.data_dir=/nonexistent"],
+        ["error: data.data_dir='/nonexistent' does not exist; set data.data_dir to a folder of images"],
+    ),
+    (
+        "empty-folder",
+        ["data=image_folder", "data.data_dir={folders}/empty"],
+        ["holds no images (it is empty)", "put .jpg, .jpeg, .png"],
+    ),
+    (
+        "folder-without-images",
+        ["data=image_folder", "data.data_dir={folders}/text"],
+        ["holds no images (only 1 other file(s), e.g. 'notes.txt')"],
+    ),
+    (
+        "corrupt-image",
+        ["data=image_folder", "data.data_dir={folders}/corrupt"],
+        ["1 of 3 image files", "x.png (cannot identify image file); remove or re-save them"],
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every CLI case, run as a user runs it; two at a time, since each spends its few seconds importing."""
+    folders = tmp_path_factory.mktemp("folders")
+    (folders / "empty").mkdir()
+    (folders / "text").mkdir()
+    (folders / "text" / "notes.txt").write_text("no images here")
+    write_every_kind(folders / "corrupt")
+    for name in ("gray16.png", "gray.jpeg", "photo.jpg", "palette.png", "rgba.png"):
+        (folders / "corrupt" / name).unlink()
+    (folders / "corrupt" / "x.png").write_bytes(b"\x89PNG but then random bytes \x00\x13\x37")
+
+    def attempt(case: tuple[str, list[str], list[str]]) -> subprocess.CompletedProcess[str]:
+        name, overrides, _ = case
+        cwd = tmp_path_factory.mktemp(name)
+        args = [*QUICK, f"paths.output_dir={cwd / 'run'}", *(o.format(folders=folders) for o in overrides)]
+        return run(str(BIN / "ganforge-train"), *args, cwd=cwd)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip([case[0] for case in CLI_CASES], pool.map(attempt, CLI_CASES), strict=True))
+
+
+@pytest.mark.parametrize(("name", "overrides", "fragments"), CLI_CASES, ids=[case[0] for case in CLI_CASES])
+def test_bad_setting_is_one_clear_line(
+    outcomes: dict[str, subprocess.CompletedProcess[str]], name: str, overrides: list[str], fragments: list[str]
+) -> None:
+    """Exit code 1, a message with every fragment, no Python traceback; ganforge's own message is one line."""
+    result = outcomes[name]
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr[-3000:]
+    ours = [line for line in result.stderr.splitlines() if line.startswith("ganforge-train: error:")]
+    if name != "unknown-group-option":  # Hydra's message lists the options, one per line
+        assert len(ours) == 1 and fragments[0].removeprefix("error: ") in ours[0], result.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["optim.generator.lr=-1"],
+            r"^optim\.generator\.lr=-1: a learning rate must be > 0; set e\.g\. optim\.generator\.lr=2e-4$",
+        ),
+        (["optim.discriminator.lr=0"], r"^optim\.discriminator\.lr=0: "),
+        (["optim.generator.lr=fast"], r"^optim\.generator\.lr='fast': "),
+        (
+            ["optim.discriminator.betas=[1.5,0.9]"],
+            r"^optim\.discriminator \(torch\.optim\.Adam\) refuses .*Invalid beta parameter at index 0: 1\.5",
+        ),
+        (["+optim.generator.momentum=0.9"], r"optim\.generator \(torch\.optim\.Adam\) refuses .*momentum"),
+        (["data.batch_size=0"], r"^data\.batch_size=0: .* set e\.g\. data\.batch_size=64$"),
+        (["data.num_workers=-1"], r"^data\.num_workers=-1: set data\.num_workers=0"),
+        (["max_gen_steps=0"], r"^max_gen_steps=0: .*max_gen_steps=null"),
+        (["ema_decay=1.5"], r"^ema_decay=1\.5: the EMA decay must be in \[0, 1\)"),
+        (["ema_decay=-0.1"], r"^ema_decay=-0\.1: "),
+        (
+            ["loss=wgan_gp", "loss.penalties.gp.every=0"],
+            r"^loss\.penalties\.gp\.every=0: set loss\.penalties\.gp\.every=1",
+        ),
+        (["model.pack=3"], r"^data\.batch_size=16 is not a multiple of model\.pack=3 .* e\.g\. data\.batch_size=15$"),
+        (["model=progan", "data.batch_size=6"], r"batch of 6 .* model\.discriminator\.group_size=4"),
+    ],
+)
+def test_validate_names_the_setting_and_the_fix(tiny_cfg: Compose, overrides: list[str], message: str) -> None:
+    """Each rule of validate() refuses in one line that names the setting and a value that works."""
+    with pytest.raises(ConfigError, match=message):
+        validate(tiny_cfg(*overrides))
+
+
+CONF = resources.files(CONFIG_MODULE)
+SHIPPED = [
+    f"{group}={path.name.removesuffix('.yaml')}"
+    for group in ("experiment", "model", "loss", "optim", "data", "debug")
+    for path in sorted(CONF.joinpath(group).iterdir())
+    if path.name.endswith(".yaml")
+]
+
+
+@pytest.mark.parametrize("option", SHIPPED)
+def test_shipped_configs_pass_validation(option: str, tmp_path: Path) -> None:
+    """No option the project ships is refused (points need the MLP; image folders a data_dir)."""
+    overrides = [option, f"paths.output_dir={tmp_path}"]
+    if option in ("data=ring", "data=grid"):
+        overrides.append("model=mlp")
+    if option == "data=image_folder":
+        overrides.append(f"data.data_dir={tmp_path}")
+    validate(compose_config("train", overrides))
