@@ -89,7 +89,13 @@ class Campaign:
     starts: int = 0
     continued: int = 0
     checkpoints_checked: int = 0
-    exact: bool = False
+    weights_exact: bool = False
+    #: The first row of metrics.csv that differs from the reference's, if any.
+    metrics_difference: str | None = None
+
+    @property
+    def exact(self) -> bool:
+        return self.weights_exact and self.metrics_difference is None
 
 
 def start(overrides: list[str], cwd: Path) -> subprocess.Popen[bytes]:
@@ -188,7 +194,11 @@ def run_campaign(work: Path, faults: int, seed: int, gen_steps: int, every: int)
     if checkpoints(log_dir, "*.partial"):
         raise RuntimeError("a partial checkpoint file was left behind")
     final, expected = runs[0] / "checkpoints" / "last.ckpt", reference / "checkpoints" / "last.ckpt"
-    campaign.exact = same_state(final, expected) and metrics_rows(runs[0]) == metrics_rows(reference)
+    campaign.weights_exact = same_state(final, expected)
+    rows, expected_rows = metrics_rows(runs[0]), metrics_rows(reference)
+    if rows != expected_rows:
+        differ = next((pair for pair in zip(rows, expected_rows, strict=False) if pair[0] != pair[1]), None)
+        campaign.metrics_difference = f"{len(rows)} rows, reference {len(expected_rows)}; first difference: {differ}"
     return campaign
 
 
@@ -201,6 +211,7 @@ def table(campaign: Campaign, command: str) -> str:
             "|---|---|---|---|---|",
             f"| {sum(campaign.faults.values())} ({kinds}) | {campaign.starts} | {campaign.continued} "
             f"| {campaign.checkpoints_checked} | {'yes, bitwise' if campaign.exact else 'NO'} |",
+            *([f"\nmetrics.csv differs: {campaign.metrics_difference}"] if campaign.metrics_difference else []),
             "",
             f"Command: `{command}`",
         ]

@@ -125,16 +125,23 @@ def test_a_foreign_target_is_refused_before_it_is_built(
     assert not marker.exists()
 
 
-def test_foreign_targets_anywhere_and_interpolations_are_refused(checkpoint: Path, tmp_path: Path) -> None:
-    """The whole config is walked, lists included; an interpolation (saved configs are resolved) is refused."""
+def test_foreign_targets_anywhere_in_what_is_built_and_interpolations_are_refused(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    """model and data are walked, lists included; an interpolation (saved configs are resolved) is refused.
+    A user's own callback is only read from a checkpoint, never built, so it does not make it unusable."""
     contents = load_checkpoint(checkpoint)
-    contents["hyper_parameters"]["callbacks"]["extra"] = {"hooks": [{"_target_": "builtins.eval", "_args_": ["1"]}]}
-    with pytest.raises(CheckpointError, match=r"'builtins.eval' \(at callbacks.extra.hooks\[0\]\)"):
+    contents["hyper_parameters"]["model"]["extra"] = {"hooks": [{"_target_": "builtins.eval", "_args_": ["1"]}]}
+    with pytest.raises(CheckpointError, match=r"'builtins.eval' \(at model.extra.hooks\[0\]\)"):
         generator_from_checkpoint(contents)
     contents = load_checkpoint(checkpoint)
     contents["hyper_parameters"]["data"]["data_dir"] = "${oc.env:HOME}"
     with pytest.raises(CheckpointError, match=r"interpolation '\$\{oc.env:HOME\}' \(at data.data_dir\)"):
         generator_from_checkpoint(contents)
+    contents = load_checkpoint(checkpoint)
+    contents["hyper_parameters"]["callbacks"]["mine"] = {"_target_": "my_package.MyCallback"}
+    generator, _ = generator_from_checkpoint(contents)
+    assert generator.latent_dim > 0
 
 
 def test_entry_points_refuse_a_foreign_target(checkpoint: Path, tmp_path: Path, marker: Path) -> None:

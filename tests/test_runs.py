@@ -211,4 +211,4 @@ def test_fault_injection_kills_at_random_moments_and_every_continuation_is_exact
     after each, every checkpoint on disk loads; the run continued after all of them is bitwise the reference."""
     campaign = run_campaign(tmp_path, faults=6, seed=0, gen_steps=120, every=10)
     assert sum(campaign.faults.values()) == 6 and set(campaign.faults) == set(KINDS), campaign.faults
-    assert campaign.exact and campaign.continued >= 6
+    assert campaign.weights_exact and campaign.metrics_difference is None and campaign.continued >= 6

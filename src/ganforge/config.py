@@ -19,6 +19,8 @@ from ganforge.progressive import ProgressiveGANModule
 from ganforge.runs import config_subdir, run_dir, task_name, wandb_run_id
 from ganforge.sweeps import run_name, sweep_group, sweep_tags
 
+#: The parts of a checkpoint's config that are ever built (the generator, the data).
+BUILT_FROM_CHECKPOINTS = ("model", "data")
 #: The packaged Hydra configs; ``conf/`` at the repository root links here.
 CONFIG_MODULE = "ganforge.conf"
 
@@ -127,10 +129,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 def generator_from_checkpoint(checkpoint: dict[str, Any], ema: bool = True) -> tuple[torch.nn.Module, DictConfig]:
     """Rebuild the generator a checkpoint was trained with; the EMA copy when present and asked for.
 
-    The returned config has passed :func:`~ganforge.checkpoint_safety.check_config`, so callers may
-    build its other parts (the data) too.
+    The parts of the returned config that sample, eval and the notebook build, ``model`` and ``data``,
+    have passed :func:`~ganforge.checkpoint_safety.check_config`; the rest (a user's own callbacks or
+    loggers, say) is only read, never built, from a checkpoint.
     """
-    check_config(checkpoint["hyper_parameters"])
+    check_config({part: checkpoint["hyper_parameters"].get(part) for part in BUILT_FROM_CHECKPOINTS})
     cfg = OmegaConf.create(checkpoint["hyper_parameters"])
     generator = instantiate(cfg.model.generator)
     state = checkpoint["state_dict"]
