@@ -225,7 +225,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faults", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--gen-steps", type=int, default=150)
+    parser.add_argument("--gen-steps", type=int, default=150, help="of the run; each fault needs one --every more")
     parser.add_argument("--every", type=int, default=10, help="checkpoint every N generator steps")
     parser.add_argument("--work", type=Path, help="an empty folder for the runs (default: a new one in outputs/)")
     args = parser.parse_args()
