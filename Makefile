@@ -27,9 +27,10 @@ test: lint  ## lint, then the whole suite, slow tests included (what CI runs)
 test-fast: setup  ## the quick suite only
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: setup  ## ruff and the (offline) pre-commit hooks
+lint: setup  ## ruff, mypy and the (offline) pre-commit hooks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy src benchmarks
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pre-commit run --all-files --show-diff-on-failure
 
 format: setup

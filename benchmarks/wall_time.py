@@ -26,6 +26,7 @@ import platform
 import subprocess
 import sys
 import time
+from io import TextIOWrapper
 from pathlib import Path
 
 import torch
@@ -58,7 +59,8 @@ def run_all(args: argparse.Namespace, out: Path) -> dict[str, dict]:
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.concurrent)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     train_seconds = round(args.minutes * 60 - args.reserve)
-    pending, running, results = list(args.experiments), {}, {}
+    pending, results = list(args.experiments), {}
+    running: dict[str, tuple[subprocess.Popen, float, TextIOWrapper, Path]] = {}
     while pending or running:
         while pending and len(running) < args.concurrent:
             name = pending.pop(0)

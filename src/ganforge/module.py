@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -20,6 +21,7 @@ from ganforge.objectives import Objective
 from ganforge.penalties import Critic, Penalty
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+Tensors = tuple[torch.Tensor, ...] | list[torch.Tensor]
 #: What a generator step logs: NaN in the rows of batches without one.
 GENERATOR_LOGS = ("loss/g", "grad_norm/g")
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
@@ -90,7 +92,7 @@ class GANModule(LightningModule):
 
     @property
     def latent_dim(self) -> int:
-        return self.generator.latent_dim
+        return cast(int, self.generator.latent_dim)  # every generator declares it; nn.Module's typing cannot see it
 
     @property
     def sampling_generator(self) -> nn.Module:
@@ -136,7 +138,7 @@ class GANModule(LightningModule):
     def on_fit_start(self) -> None:
         """Record what one optimizer step sees: ``data.batch_size`` is per device (per rank)."""
         world_size = self.trainer.world_size
-        batch_size = getattr(self.trainer.datamodule, "batch_size", None)
+        batch_size = getattr(self.trainer.datamodule, "batch_size", None)  # type: ignore[attr-defined]  # set by fit
         for logger in self.loggers:
             logger.log_hyperparams(
                 {"world_size": world_size, "global_batch_size": batch_size * world_size if batch_size else None}
@@ -152,7 +154,7 @@ class GANModule(LightningModule):
         real, labels = self.prepare_batch(*batch)
         y = labels if self.num_classes is not None else None  # fakes take the real batch's labels
         critic = partial(self.critic, y=y)
-        g_opt, d_opt = self.optimizers()
+        g_opt, d_opt = self.optimizer_list()
         g_step_follows = (self.discriminator_steps + 1) % self.n_critic == 0
         log_now = self._logs_this_batch(g_step_follows)
         with torch.set_grad_enabled(g_step_follows):  # the G step reuses these fakes
@@ -181,7 +183,7 @@ class GANModule(LightningModule):
         small nets by several percent (benchmarks/RESULTS.md) for values nobody sees.
         """
         trainer = self.trainer
-        every = trainer.log_every_n_steps
+        every = trainer.log_every_n_steps  # type: ignore[attr-defined]  # set by Lightning's logger connector
         if every > 0 and (self.discriminator_steps + 1) % every == 0:
             return True
         last_step = 0 < trainer.max_steps <= trainer.global_step + 1 + int(g_step_follows)
@@ -244,11 +246,17 @@ class GANModule(LightningModule):
 
     def step_schedulers(self) -> None:
         """Step the learning-rate schedulers (if any): once per generator step, for G and D alike."""
-        if self.scheduler is None:
-            return
         schedulers = self.lr_schedulers()
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+        if schedulers is None:
+            return
+        # What optim.scheduler builds (SchedulerFactory): schedulers that step without a metric.
+        for scheduler in cast(list[LRScheduler], schedulers if isinstance(schedulers, list) else [schedulers]):
             scheduler.step()
+
+    def optimizer_list(self) -> list[LightningOptimizer]:
+        """G's and D's optimizers (``optimizers()`` types a single one as a possible result too)."""
+        optimizers = self.optimizers()
+        return optimizers if isinstance(optimizers, list) else [optimizers]
 
     def _grad_norm(self, net: nn.Module) -> torch.Tensor:
         """The norm of ``net``'s gradients as the optimizer applies them: under ``16-mixed`` they are still
@@ -323,7 +331,7 @@ class EMAWithWarmup:
     def __init__(self, decay: float) -> None:
         self.decay = decay
 
-    def __call__(self, ema: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+    def __call__(self, ema: Tensors, current: Tensors, num_averaged: torch.Tensor | int) -> None:
         n = float(num_averaged)
         weight = 1.0 - min(self.decay, (1.0 + n) / (10.0 + n))
         if torch.is_floating_point(ema[0]):

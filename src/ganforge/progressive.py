@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from ganforge.errors import ConfigError
 from ganforge.module import GANModule
 from ganforge.nets.layers import base_resolution
+from ganforge.nets.progan import Growing, ProGANDiscriminator
 
 
 @dataclass(frozen=True)
@@ -98,10 +99,16 @@ class ProgressiveGANModule(GANModule):
     the decoding of the unused images).
     """
 
+    generator: Growing
+    discriminator: ProGANDiscriminator
+
     def __init__(self, *args: Any, schedule: ProgressiveSchedule, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for name, net in (("generator", self.generator), ("discriminator", self.discriminator)):
-            if not hasattr(net, "set_progress"):
+        for name, net, kind in (
+            ("generator", self.generator, Growing),
+            ("discriminator", self.discriminator, ProGANDiscriminator),
+        ):
+            if not isinstance(net, kind):
                 raise ConfigError(f"a progressive schedule needs growing nets, but the {name} is {type(net).__name__}")
             if net.max_stage != schedule.max_stage:
                 raise ConfigError(f"the {name} grows to stage {net.max_stage} but the schedule to {schedule.max_stage}")
@@ -122,7 +129,7 @@ class ProgressiveGANModule(GANModule):
         phase = self.schedule.phase(self.images_shown)
         nets = [self.generator, self.discriminator]
         if self.generator_ema is not None:
-            nets.append(self.generator_ema.module)
+            nets.append(cast(Growing, self.generator_ema.module))  # a copy of the generator
         for net in nets:
             net.set_progress(phase.stage, phase.alpha)
         self.current = phase
@@ -130,7 +137,7 @@ class ProgressiveGANModule(GANModule):
 
     def step_schedulers(self) -> None:
         """The schedulers step from their own rates (chainable ones read ``lr``); the stage's then applies."""
-        groups = [group for optimizer in self._optimizers() for group in optimizer.param_groups]
+        groups = [group for optimizer in self.optimizer_list() for group in optimizer.param_groups]
         for group in groups:
             group["lr"] = group["scheduled_lr"]
         super().step_schedulers()
@@ -141,14 +148,10 @@ class ProgressiveGANModule(GANModule):
     def _apply_stage_lr(self) -> None:
         """``lr`` = the scheduled rate, scaled by the current stage's lr relative to the configured one."""
         stage_lr = self.current.lr
-        for optimizer in self._optimizers():
+        for optimizer in self.optimizer_list():
             for group in optimizer.param_groups:
                 scheduled = group.setdefault("scheduled_lr", group["base_lr"])  # checkpoints from before it
                 group["lr"] = scheduled if stage_lr is None else stage_lr * (scheduled / group["base_lr"])
-
-    def _optimizers(self) -> list[Any]:
-        optimizers = self.optimizers()
-        return optimizers if isinstance(optimizers, list) else [optimizers]
 
     def progress(self) -> dict[str, float]:
         p = self.current

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -32,7 +32,7 @@ def log_metrics(trainer: Trainer, metrics: dict[str, float]) -> None:
     ``callback_metrics`` makes them visible to checkpoint monitors and to sweeps.
     """
     step = trainer.fit_loop.epoch_loop._batches_that_stepped
-    metrics = {**metrics, "gen_step": float(trainer.lightning_module.generator_steps)}
+    metrics = {**metrics, "gen_step": float(cast(GANModule, trainer.lightning_module).generator_steps)}
     for logger in trainer.loggers:
         logger.log_metrics(metrics, step=step)
     trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
@@ -54,7 +54,7 @@ class ModeCoverage(EveryNGenSteps):
         self.latest: dict[str, float] = {}
 
     def run(self, trainer: Trainer, pl_module: GANModule) -> None:
-        datamodule = trainer.datamodule
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]  # set by fit
         if not hasattr(datamodule, "centres"):
             raise TypeError("ModeCoverage needs a mixture datamodule (data=ring or data=grid)")
         step = pl_module.generator_steps
@@ -126,8 +126,9 @@ class ImageMetrics(EveryNGenSteps):
         if self.scorer is not None:
             return
         self.features.to(pl_module.device)
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]  # set by fit
         self.scorer = reference_scorer(
-            trainer.datamodule, self.features, self.reference_split, self.n_real, self.seed, self.batch_size,
+            datamodule, self.features, self.reference_split, self.n_real, self.seed, self.batch_size,
             self.cache_dir, pl_module.device, labelled=pl_module.num_classes is not None, **self.scorer_options,
         )  # fmt: skip
 
@@ -150,9 +151,9 @@ class ImageMetrics(EveryNGenSteps):
     def protocol(self, trainer: Trainer) -> dict[str, Any]:
         """What the numbers mean: counts, reference split, extractor, estimator settings."""
         assert self.scorer is not None
-        kind = trainer.lightning_module.sampling_generator_name
+        kind = cast(GANModule, trainer.lightning_module).sampling_generator_name
         generated = f"{self.n_samples} samples of the {kind} (latent seed {self.seed})"
-        resolution = trainer.datamodule.resolution
+        resolution = trainer.datamodule.resolution  # type: ignore[attr-defined]
         if self.latest_native is not None and self.latest_native < resolution:
             native = self.latest_native
             generated += f", {native}x{native} stage output upsampled to {resolution}x{resolution}"

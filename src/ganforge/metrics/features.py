@@ -91,12 +91,15 @@ class DomainFeatures(FeatureExtractor):
 
     def __init__(self, domain: str | None, weights_path: str | None = None) -> None:
         super().__init__()
-        if domain is None and weights_path is None:
+        if weights_path:
+            path = Path(weights_path)
+        elif domain is not None:
+            path = classifier_path(domain)
+        else:
             raise FeatureExtractorError(
                 "this dataset has no domain classifier; use metrics/features=inception (or auto), or name "
                 "one with metrics.features.domain=fashion_mnist|mnist"
             )
-        path = Path(weights_path) if weights_path else classifier_path(domain)
         self.classifier, self.metadata = load_classifier(path)
         self.classifier.requires_grad_(False).eval()
         self.resolution = int(self.metadata["resolution"])

@@ -134,14 +134,13 @@ class ImageScorer(nn.Module):
         pr_neighbourhood: int = 3,
         seed: int = 0,
         reference_labels: torch.Tensor | None = None,
-        about: dict[str, str] | None = None,
+        about: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         dim = reference.shape[1]
         # Every process scores complete feature sets (gathered by the caller under DDP), so
-        # torchmetrics must not sum its states across processes again.
-        local = {"sync_on_compute": False}
-        self.fid = FrechetInceptionDistance(feature=PassThrough(dim), reset_real_features=False, **local)
+        # torchmetrics must not sum its states across processes again (sync_on_compute=False).
+        self.fid = FrechetInceptionDistance(feature=PassThrough(dim), reset_real_features=False, sync_on_compute=False)
         with warnings.catch_warnings():  # KID and IS warn that they keep every feature: a few MB here
             warnings.simplefilter("ignore", UserWarning)
             self.kid = KernelInceptionDistance(
@@ -149,9 +148,9 @@ class ImageScorer(nn.Module):
                 subsets=kid_subsets,
                 subset_size=kid_subset_size,
                 reset_real_features=False,
-                **local,
+                sync_on_compute=False,
             )
-            self.inception_score = InceptionScore(feature=PassThrough(), splits=is_splits, **local)
+            self.inception_score = InceptionScore(feature=PassThrough(), splits=is_splits, sync_on_compute=False)
         self.fid.update(reference, real=True)
         self.kid.update(reference, real=True)
         self.reference = reference

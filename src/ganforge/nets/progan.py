@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -34,10 +34,14 @@ class HeScale(nn.Module):
         return weight * self.scale
 
 
-def equalized(layer: nn.Conv2d | nn.Linear, gain: float = math.sqrt(2.0)) -> nn.Conv2d | nn.Linear:
+Layer = TypeVar("Layer", nn.Conv2d, nn.Linear)
+
+
+def equalized(layer: Layer, gain: float = math.sqrt(2.0)) -> Layer:
     """``layer`` with N(0, 1) weights, zero bias and the equalized-learning-rate parametrization."""
     nn.init.normal_(layer.weight)
-    nn.init.zeros_(layer.bias)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
     parametrize.register_parametrization(layer, "weight", HeScale(layer.weight[0].numel(), gain))
     return layer
 
@@ -144,15 +148,13 @@ class ProGANGenerator(Growing):
         widths = self.widths(width, max_width)
         act = [nn.LeakyReLU(0.2), PixelNorm()]
         first = equalized(nn.Linear(latent_dim, widths[0] * self.base**2), gain=math.sqrt(2.0) / 4)
-        self.blocks = nn.ModuleList(
-            [nn.Sequential(PixelNorm(), first, nn.Unflatten(1, (widths[0], self.base, self.base)), *act)]
-            + [
-                nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"), conv(c_in, c_out, 3), *act)
-                for c_in, c_out in pairwise(widths)
-            ]
-        )
-        for i, c in enumerate(widths):
-            self.blocks[i].extend([conv(c, c, 3), nn.LeakyReLU(0.2), PixelNorm()])
+        blocks = [nn.Sequential(PixelNorm(), first, nn.Unflatten(1, (widths[0], self.base, self.base)), *act)] + [
+            nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"), conv(c_in, c_out, 3), *act)
+            for c_in, c_out in pairwise(widths)
+        ]
+        for block, c in zip(blocks, widths, strict=True):
+            block.extend([conv(c, c, 3), nn.LeakyReLU(0.2), PixelNorm()])
+        self.blocks = nn.ModuleList(blocks)
         self.to_rgb = nn.ModuleList(conv(c, channels, 1, gain=1.0) for c in widths)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
