@@ -98,8 +98,8 @@ def test_drift_is_mean_squared_real_logit() -> None:
 
 
 def test_interval_must_be_positive() -> None:
-    """every=0 is rejected."""
-    with pytest.raises(ValueError, match="every"):
+    """every=0 is rejected as a config error."""
+    with pytest.raises(ConfigError, match="every must be >= 1"):
         R1(weight=1.0, every=0)
 
 
