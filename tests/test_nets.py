@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from ganforge.errors import ConfigError
 from ganforge.nets import DCGANDiscriminator, DCGANGenerator, MLPGenerator
 from ganforge.nets.layers import base_resolution
 from ganforge.nets.mlp import categorical_code
@@ -43,7 +44,7 @@ def test_base_resolution_splits_into_base_and_doublings(resolution: int, expecte
 @pytest.mark.parametrize("resolution", [3, 5, 7, 4])
 def test_base_resolution_rejects_unreachable_resolutions(resolution: int) -> None:
     """Resolutions below 4 or that cannot be doubled from 4..7 raise ValueError."""
-    with pytest.raises(ValueError, match=str(resolution)):
+    with pytest.raises(ConfigError, match=str(resolution)):
         base_resolution(resolution)
 
 
@@ -162,5 +163,5 @@ def test_mlp_generator_with_latent_categories_jumps_between_codes() -> None:
     out = g(z)
     assert out.shape == (3, 2)
     assert torch.equal(out[0], out[1]) and not torch.equal(out[1], out[2])
-    with pytest.raises(ValueError, match="latent_dim >= 1"):
+    with pytest.raises(ConfigError, match="latent_dim >= 1"):
         MLPGenerator(latent_dim=0, latent_categories=4)

@@ -20,6 +20,7 @@ from ganforge.config import build, build_module, load_checkpoint
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError, Preempted
 from ganforge.preemption import Preemption
 from ganforge.runs import LAST, changed_settings, resume_checkpoint, truncate_metrics
+from ganforge.validation import validate
 
 
 def instantiate_group(blocks: DictConfig | None) -> list[Any]:
@@ -42,6 +43,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def _fit(cfg: DictConfig) -> dict[str, float]:
+    validate(cfg)  # bad settings, refused before anything is built
     seed_everything(cfg.seed, workers=True)
     ckpt_path = _checkpoint_to_resume(cfg)
     datamodule = build(cfg.data)
