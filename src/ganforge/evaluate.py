@@ -63,29 +63,29 @@ def _generated(cfg: DictConfig, device: torch.device) -> Scored:
         what = f"{m.n_samples} samples of the {kind} of {cfg.ckpt} (latent seed {m.seed})"
         data = cfg.get("data") or run_cfg.data
         num_classes = getattr(generator, "num_classes", None)
-        labels = class_major_labels(m.n_samples, num_classes) if num_classes else None
-        images = generate_batches(generator.to(device), m.n_samples, m.seed, m.batch_size, labels=labels)
-        return images, m.n_samples, what, data, lambda: labels
+        gen_labels = class_major_labels(m.n_samples, num_classes) if num_classes else None
+        batches = generate_batches(generator.to(device), m.n_samples, m.seed, m.batch_size, labels=gen_labels)
+        return batches, m.n_samples, what, data, lambda: gen_labels
     if not cfg.get("data"):
         raise GanforgeError("name the reference data: data=fashion_mnist (or another data config)")
     if cfg.samples:
-        images, labels = load_samples(cfg.samples)
+        loaded, loaded_labels = load_samples(cfg.samples)
         return (
-            images.split(m.batch_size),
-            len(images),
-            f"{len(images)} images of {cfg.samples}",
+            loaded.split(m.batch_size),
+            len(loaded),
+            f"{len(loaded)} images of {cfg.samples}",
             cfg.data,
-            lambda: labels,
+            lambda: loaded_labels,
         )
     datamodule = build(cfg.data)
     floor_split = "test" if m.reference_split == "train" else "train"
     what = f"{datamodule.name} {floor_split} split, {m.n_samples} images (seeded subset, seed {m.seed})"
-    images = split_images(datamodule, floor_split, m.n_samples, m.seed, m.batch_size)
+    real = split_images(datamodule, floor_split, m.n_samples, m.seed, m.batch_size)
 
-    def labels() -> torch.Tensor | None:
+    def real_labels() -> torch.Tensor | None:
         return split_labels(datamodule, floor_split, m.n_samples, m.seed) if datamodule.num_classes else None
 
-    return images, m.n_samples, what, cfg.data, labels
+    return real, m.n_samples, what, cfg.data, real_labels
 
 
 @torch.no_grad()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import torch
 from torch import nn
@@ -79,8 +80,9 @@ def generate_batches(
         raise ValueError(f"got {len(labels)} labels for {n} samples")
     device = device if device is not None else next(generator.parameters()).device
     rng = torch.Generator().manual_seed(seed)
+    latent_dim = cast(int, generator.latent_dim)
     latents = torch.cat(
-        [torch.randn(min(batch_size, n - i), generator.latent_dim, generator=rng) for i in range(0, n, batch_size)]
+        [torch.randn(min(batch_size, n - i), latent_dim, generator=rng) for i in range(0, n, batch_size)]
     )
     mine = shard_range(n, rank, world_size)
     with eval_mode(generator):

@@ -8,6 +8,7 @@ Images are stored as uint8 NHWC (the layout FID tools read); vector samples, suc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import hydra
 import numpy as np
@@ -56,7 +57,7 @@ def sample(cfg: DictConfig) -> Path:
     generator.to(device)
     batches = generate_batches(generator, n, cfg.seed, cfg.batch_size, device, labels=labels)
     samples = torch.cat([x.cpu() for x in batches])
-    extra = {} if labels is None else {"arr_1": labels.numpy()}
+    extra: dict[str, Any] = {} if labels is None else {"arr_1": labels.numpy()}
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if samples.dim() == 2:  # vectors such as 2-D mixture points: stored as they are

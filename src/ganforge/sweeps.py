@@ -8,7 +8,7 @@ or in ``hydra.sweeper.params`` (search spaces, e.g. Optuna's).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -46,7 +46,7 @@ def _multirun_job() -> DictConfig | None:
     """The Hydra config of the running job when it is part of a multirun, else None."""
     if not HydraConfig.initialized():
         return None
-    hydra_cfg = HydraConfig.get()
+    hydra_cfg = cast(DictConfig, HydraConfig.get())  # the live config node; typed as Hydra's HydraConf dataclass
     return hydra_cfg if hydra_cfg.mode == RunMode.MULTIRUN else None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -94,7 +94,9 @@ def _checkpoint_to_resume(cfg: DictConfig) -> str | None:
         return None
     checkpoint = load_checkpoint(ckpt)  # fail early and clearly on a bad or unsafe (pickled-object) file
     if ckpt.parent.parent.resolve() == output_dir.resolve():  # continuing in place
-        changed = changed_settings(checkpoint["hyper_parameters"], OmegaConf.to_container(cfg, resolve=True))
+        changed = changed_settings(
+            checkpoint["hyper_parameters"], cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+        )
         if changed:
             raise ConfigError(
                 f"{output_dir} was trained with other settings; continue it with the same ones: add "

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import RichProgressBar
+
+if TYPE_CHECKING:
+    from ganforge.module import GANModule
 
 
 class GANProgressBar(RichProgressBar):
@@ -19,7 +22,7 @@ class GANProgressBar(RichProgressBar):
         self._last: tuple[float, int] | None = None
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
-        now, shown = time.perf_counter(), pl_module.images_shown
+        now, shown = time.perf_counter(), cast("GANModule", pl_module).images_shown
         if self._last is not None and now > self._last[0]:
             rate = (shown - self._last[1]) / (now - self._last[0])
             self._rate = rate if self._rate is None else self.smoothing * self._rate + (1 - self.smoothing) * rate

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from ganforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ganforge.module import GANModule
 
 
 class EveryNGenSteps(Callback):
@@ -22,19 +27,20 @@ class EveryNGenSteps(Callback):
         self.every_n_gen_steps = every_n_gen_steps
         self._last_step = -1
 
-    def run(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def run(self, trainer: Trainer, pl_module: GANModule) -> None:
         raise NotImplementedError
 
-    def _maybe_run(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def _maybe_run(self, trainer: Trainer, pl_module: GANModule) -> None:
         step = pl_module.generator_steps
         if step != self._last_step:
             self._last_step = step
             self.run(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
-        step = pl_module.generator_steps
+        gan = cast("GANModule", pl_module)
+        step = gan.generator_steps
         if step and step % self.every_n_gen_steps == 0:  # step 0: the D steps before the first G step
-            self._maybe_run(trainer, pl_module)
+            self._maybe_run(trainer, gan)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._maybe_run(trainer, pl_module)
+        self._maybe_run(trainer, cast("GANModule", pl_module))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sized
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import numpy as np
 import torch
@@ -116,6 +116,9 @@ class GANDataModule(LightningDataModule):
             start_batch=self.batches_consumed,
         )
         in_memory = isinstance(self.train_set, TensorImages)
+        # The loader hands collate_fn what the dataset's __getitems__ returns (TensorImages: a Batch),
+        # while torch's stub says a list.
+        collate = cast(Callable[[list[Any]], Any], collate_prebatched)
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
@@ -123,7 +126,7 @@ class GANDataModule(LightningDataModule):
             drop_last=True,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            collate_fn=collate_prebatched if in_memory else None,
+            collate_fn=collate if in_memory else None,
             generator=torch.Generator().manual_seed(self.seed),  # keeps the global RNG untouched
         )
 
@@ -163,8 +166,9 @@ class _TorchvisionInMemory(GANDataModule):
     def load_split(self, train: bool) -> TensorImages:
         cls, root = self.torchvision_class, self.data_dir
         attempts = [(f"data_dir {root!r}", lambda: torchvision_split(cls, root, train, download=False))]
-        if self.system_dir:
-            attempts.append((f"system copy {self.system_dir!r}", lambda: idx_gz_split(self.system_dir, train)))
+        system_dir = self.system_dir
+        if system_dir:
+            attempts.append((f"system copy {system_dir!r}", lambda: idx_gz_split(system_dir, train)))
         if self.download:
             attempts.append((f"download into {root!r}", lambda: torchvision_split(cls, root, train, download=True)))
         else:
@@ -178,8 +182,8 @@ class _TorchvisionInMemory(GANDataModule):
         )
 
 
-def _disabled(reason: str) -> Callable[[], Split]:
-    def fail() -> Split:
+def _disabled(reason: str) -> Callable[[], NoReturn]:
+    def fail() -> NoReturn:
         raise DatasetNotFoundError(f"disabled ({reason})")
 
     return fail

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -62,7 +64,7 @@ def refresh_parametrized_weights(module: nn.Module) -> None:
     """
     for child in module.modules():
         if nn.utils.parametrize.is_parametrized(child, "weight") and any(
-            True for _ in child.parametrizations.weight.buffers()
+            True for _ in cast(nn.ModuleDict, child.parametrizations)["weight"].buffers()
         ):
             was_training = child.training
             child.train()
