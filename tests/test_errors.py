@@ -6,11 +6,13 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from ganforge.config import CONFIG_MODULE
+from ganforge.config import CONFIG_MODULE, build
 from ganforge.errors import ConfigError
+from ganforge.metrics.image_metrics import split_images, split_labels
 from ganforge.validation import validate
 from tests.conftest import TINY, Compose, compose_config
 from tests.test_cli import BIN, run
@@ -141,3 +143,40 @@ def test_shipped_configs_pass_validation(option: str, tmp_path: Path) -> None:
     if option == "data=image_folder":
         overrides.append(f"data.data_dir={tmp_path}")
     validate(compose_config("train", overrides))
+
+
+def test_unknown_mixture_kind_names_data_kind(tiny_cfg: Compose) -> None:
+    """data.kind other than ring or grid: refused as the datamodule is built (Hydra's wrapper removed)."""
+    cfg = tiny_cfg("data=ring", "model=mlp", "data.kind=hexagon")
+    with pytest.raises(
+        ConfigError, match=r"^data\.kind='hexagon' is not a mixture; set data\.kind=ring .* data\.kind=grid"
+    ):
+        build(cfg.data)
+
+
+def test_mode_coverage_on_image_data_names_the_fix(tiny_cfg: Compose) -> None:
+    """callbacks=toy on image data: refused when training sets up, not at the first evaluation."""
+    cfg = tiny_cfg("callbacks=toy")
+    callback = build(cfg.callbacks.mode_coverage)
+    trainer = SimpleNamespace(datamodule=build(cfg.data))  # fit's setup hook only reads the datamodule
+    message = (
+        r"^callbacks\.mode_coverage \(callbacks=toy\) scores 2-D mixtures, but the data is Fashion-MNIST; "
+        r"train on data=ring or data=grid \(with model=mlp\), or use callbacks=default for image data$"
+    )
+    with pytest.raises(ConfigError, match=message):
+        callback.setup(trainer, None, "fit")
+    with pytest.raises(ConfigError, match=message):  # and should a run get there some other way
+        callback.run(trainer, None)
+
+
+def test_unknown_reference_split_names_the_setting(tiny_cfg: Compose) -> None:
+    """metrics.reference_split other than train or test: refused before any data is read."""
+    cfg = tiny_cfg("metrics.reference_split=val")
+    datamodule = build(cfg.data)
+    message = (
+        r"^metrics\.reference_split='val': .* set metrics\.reference_split=train or metrics\.reference_split=test$"
+    )
+    with pytest.raises(ConfigError, match=message):
+        next(split_images(datamodule, cfg.metrics.reference_split, 10, seed=0, batch_size=5))
+    with pytest.raises(ConfigError, match=message):
+        split_labels(datamodule, cfg.metrics.reference_split, 10, seed=0)

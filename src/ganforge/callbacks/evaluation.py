@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from ganforge.callbacks.sample_grid import log_image
 from ganforge.callbacks.schedule import EveryNGenSteps
 from ganforge.distributed import broadcast_buffers, gather_shards
+from ganforge.errors import ConfigError
 from ganforge.generation import class_major_labels, generate_batches
 from ganforge.metrics.features import FeatureExtractor
 from ganforge.metrics.image_metrics import ImageScorer, reference_scorer, score_images
@@ -53,10 +54,23 @@ class ModeCoverage(EveryNGenSteps):
         self.seed = seed
         self.latest: dict[str, float] = {}
 
-    def run(self, trainer: Trainer, pl_module: GANModule) -> None:
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._mixture(trainer)  # refuse image data before training, not at the first evaluation
+
+    @staticmethod
+    def _mixture(trainer: Trainer) -> Any:
+        """The run's datamodule, which must be a 2-D mixture (it has the mode ``centres``)."""
         datamodule = trainer.datamodule  # type: ignore[attr-defined]  # set by fit
         if not hasattr(datamodule, "centres"):
-            raise TypeError("ModeCoverage needs a mixture datamodule (data=ring or data=grid)")
+            name = getattr(datamodule, "name", type(datamodule).__name__)
+            raise ConfigError(
+                f"callbacks.mode_coverage (callbacks=toy) scores 2-D mixtures, but the data is {name}; train on "
+                "data=ring or data=grid (with model=mlp), or use callbacks=default for image data"
+            )
+        return datamodule
+
+    def run(self, trainer: Trainer, pl_module: GANModule) -> None:
+        datamodule = self._mixture(trainer)
         step = pl_module.generator_steps
         broadcast_buffers(pl_module.sampling_generator, trainer)  # every rank scores rank 0's generator
         samples = pl_module.generate(self.n, self.seed)

@@ -9,6 +9,10 @@ from typing import Any
 import torch
 
 from ganforge.data.datamodules import GANDataModule, TensorImages
+from ganforge.errors import ConfigError
+
+#: The mixtures :func:`mixture_centres` knows.
+MIXTURES = ("ring", "grid")
 
 
 def mixture_centres(kind: str) -> torch.Tensor:
@@ -29,6 +33,11 @@ class GaussianMixtureDataModule(GANDataModule):
     """
 
     def __init__(self, kind: str = "ring", std: float = 0.01, n_samples: int = 100_000, **kwargs: Any) -> None:
+        if kind not in MIXTURES:
+            raise ConfigError(
+                f"data.kind={kind!r} is not a mixture; set data.kind=ring (8 modes on a circle) or data.kind=grid "
+                "(25 modes on a 5x5 grid)"
+            )
         kwargs.setdefault("channels", 2)
         kwargs.setdefault("resolution", None)
         super().__init__(**kwargs)

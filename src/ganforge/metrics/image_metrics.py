@@ -61,7 +61,10 @@ def class_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 def _split_subset(datamodule: GANDataModule, split: str, n: int, seed: int) -> tuple[Dataset, torch.Tensor]:
     """A split and the sorted indices of its seeded random subset of ``n`` (all of it when smaller)."""
     if split not in ("train", "test"):
-        raise ValueError(f"reference split must be 'train' or 'test', got {split!r}")
+        raise ConfigError(
+            f"metrics.reference_split={split!r}: the real images come from a split of the data; set "
+            "metrics.reference_split=train or metrics.reference_split=test"
+        )
     dataset: Dataset = datamodule.load_split(train=split == "train")
     size = len(dataset)  # type: ignore[arg-type]
     return dataset, torch.randperm(size, generator=torch.Generator().manual_seed(seed))[: min(n, size)].sort().values
