@@ -97,6 +97,8 @@ def build_module(cfg: DictConfig) -> GANModule:
         ema_decay=cfg.ema_decay,
         pack=cfg.model.get("pack", 1),
         scheduler=build(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        augment=build(cfg.augment) if cfg.get("augment") else None,
+        g_regularizers={name: build(block) for name, block in (cfg.loss.get("g_regularizers") or {}).items() if block},
     )
     if cfg.model.get("schedule"):
         return ProgressiveGANModule(**parts, schedule=build(cfg.model.schedule))

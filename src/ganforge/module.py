@@ -14,11 +14,13 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.swa_utils import AveragedModel
 
+from ganforge.augment import Augmentation
 from ganforge.errors import ConfigError, TrainingDivergedError
 from ganforge.generation import generate_batches
 from ganforge.nets.layers import refresh_parametrized_weights
 from ganforge.objectives import Objective
 from ganforge.penalties import Critic, Penalty
+from ganforge.regularizers import GeneratorRegularizer
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 Tensors = tuple[torch.Tensor, ...] | list[torch.Tensor]
@@ -55,6 +57,8 @@ class GANModule(LightningModule):
         penalties: dict[str, Penalty] | None = None,
         pack: int = 1,
         scheduler: SchedulerFactory | None = None,
+        augment: Augmentation | None = None,
+        g_regularizers: dict[str, GeneratorRegularizer] | None = None,
     ) -> None:
         super().__init__()
         if n_critic < 1:
@@ -81,6 +85,8 @@ class GANModule(LightningModule):
         self.n_critic = n_critic
         self.scheduler = scheduler
         self.penalties = dict(penalties or {})
+        self.augment = augment or Augmentation()  # what D sees; the identity by default
+        self.g_regularizers = nn.ModuleDict(g_regularizers or {})
         self.pack = pack
         self.generator_ema: AveragedModel | None = None
         if ema_decay is not None:
@@ -162,7 +168,7 @@ class GANModule(LightningModule):
 
         logs = self._discriminator_step(d_opt, critic, real, fake.detach(), y, log_now)
         if g_step_follows:
-            logs |= self._generator_step(g_opt, critic, real, fake, log_now)
+            logs |= self._generator_step(g_opt, critic, real, fake, y, log_now)
         elif log_now:  # Lightning would repeat the last G step's values in this row (also after a resume)
             logs |= dict.fromkeys(GENERATOR_LOGS, float("nan"))
         if log_now:
@@ -193,6 +199,7 @@ class GANModule(LightningModule):
     def _discriminator_step(
         self, d_opt: Any, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None, log: bool
     ) -> dict[str, Any]:
+        real, fake = self.augment(real), self.augment(fake)  # D and its penalties see the same images
         with self.toggled_optimizer(d_opt):
             real_logits = critic(real)
             fake_logits = critic(fake)
@@ -218,8 +225,9 @@ class GANModule(LightningModule):
             self.objective.constrain(self.discriminator)
         self.discriminator_steps += 1
         self.images_shown += real.shape[0] * self.trainer.world_size
+        observed = self.augment.observe(real_logits.detach())
         if log:
-            logs |= {
+            logs |= observed | {
                 "loss/d": loss.detach(),
                 "d/real": real_logits.detach().mean(),
                 "d/fake": fake_logits.detach().mean(),
@@ -227,15 +235,25 @@ class GANModule(LightningModule):
         return logs
 
     def _generator_step(
-        self, g_opt: Any, critic: Critic, real: torch.Tensor, fake: torch.Tensor, log: bool
+        self, g_opt: Any, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None, log: bool
     ) -> dict[str, Any]:
         with self.toggled_optimizer(g_opt):
-            real_logits = critic(real) if self.objective.g_uses_real else None
-            loss = self.objective.g_loss(critic(fake), real_logits)
+            real_logits = critic(self.augment(real)) if self.objective.g_uses_real else None
+            loss = self.objective.g_loss(critic(self.augment(fake)), real_logits)
+            logs = {"loss/g_adversarial": loss.detach()} if log and len(self.g_regularizers) else {}
+            for name, module in self.g_regularizers.items():
+                regularizer = cast(GeneratorRegularizer, module)
+                if self.generator_steps % regularizer.every == 0:
+                    with torch.autocast(self.device.type, enabled=False):  # as D's penalties, in float32
+                        value = regularizer.value(self.generator, real.shape[0], y)
+                    loss = loss + regularizer.weight * regularizer.every * value
+                    if log:
+                        logs[f"regularizer/{name}"] = value.detach()
             self._check_finite(loss, "generator")
             g_opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
-            logs = {"loss/g": loss.detach(), "grad_norm/g": self._grad_norm(self.generator)} if log else {}
+            if log:
+                logs |= {"loss/g": loss.detach(), "grad_norm/g": self._grad_norm(self.generator)}
             g_opt.step()
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.generator)

@@ -8,7 +8,7 @@ Images are stored as uint8 NHWC (the layout FID tools read); vector samples, suc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import numpy as np
@@ -46,6 +46,20 @@ def sample_labels(y: int | str | None, n: int, num_classes: int | None, ckpt: st
     return torch.full((n,), y, dtype=torch.int64)
 
 
+def truncate(generator: torch.nn.Module, psi: float | None, ckpt: str) -> None:
+    """The truncation trick (``psi=0.7``): a style-based generator draws ``w_avg + psi (w - w_avg)``."""
+    if psi is None:
+        return
+    if not hasattr(generator, "truncation_psi"):
+        raise ConfigError(
+            f"psi={psi} needs a style-based generator (model=stylegan2), but {ckpt!r} holds a "
+            f"{type(generator).__name__}; drop psi="
+        )
+    if not 0 <= psi <= 1:
+        raise ConfigError(f"psi={psi}: the truncation psi lies in [0, 1] (1: no truncation, 0: the average image)")
+    cast(Any, generator).truncation_psi = float(psi)
+
+
 @torch.no_grad()
 def sample(cfg: DictConfig) -> Path:
     checkpoint = load_checkpoint(cfg.ckpt)
@@ -55,6 +69,7 @@ def sample(cfg: DictConfig) -> Path:
     n = cfg.n if labels is None else len(labels)
     device = resolve_device(cfg.device)
     generator.to(device)
+    truncate(generator, cfg.get("psi"), cfg.ckpt)
     batches = generate_batches(generator, n, cfg.seed, cfg.batch_size, device, labels=labels)
     samples = torch.cat([x.cpu() for x in batches])
     extra: dict[str, Any] = {} if labels is None else {"arr_1": labels.numpy()}

@@ -171,10 +171,14 @@ class ImageMetrics(EveryNGenSteps):
         if self.latest_native is not None and self.latest_native < resolution:
             native = self.latest_native
             generated += f", {native}x{native} stage output upsampled to {resolution}x{resolution}"
+        datamodule: Any = getattr(trainer, "datamodule", None)
+        subset = getattr(datamodule, "subset", None)
+        trained_on = subset and f"{subset} samples of the training split (subset seed {datamodule.subset_seed})"
         return {
             "generated": generated,
             "n_generated": self.n_samples,
             **self.scorer.protocol(),
+            **({"trained_on": trained_on} if trained_on else {}),
         }
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

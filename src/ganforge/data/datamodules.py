@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from PIL import Image, ImageOps
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets
 from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 from torchvision.transforms import v2
@@ -77,6 +77,8 @@ class GANDataModule(LightningDataModule):
         num_classes: int | None = None,
         seed: int = 0,
         download: bool = True,
+        subset: int | None = None,
+        subset_seed: int = 0,
     ) -> None:
         super().__init__()
         self.data_dir = str(data_dir)
@@ -87,6 +89,8 @@ class GANDataModule(LightningDataModule):
         self.num_classes = num_classes
         self.seed = seed
         self.download = download
+        self.subset = subset
+        self.subset_seed = subset_seed
         self.train_set: Dataset | None = None
         self.batches_consumed = 0  # by the training loop; where a resumed run restarts the data stream
 
@@ -95,7 +99,24 @@ class GANDataModule(LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            self.train_set = self.load_split(train=True)
+            self.train_set = self.subset_of(self.load_split(train=True))
+
+    def subset_of(self, dataset: Dataset) -> Dataset:
+        """``data.subset=N``: N training samples drawn by ``subset_seed`` (not the run's seed, so runs
+        with different seeds, or with and without augmentation, see the same N), for studies of
+        limited data; evaluations still read the whole split."""
+        if self.subset is None:
+            return dataset
+        available = len(cast(Sized, dataset))
+        if not 0 < self.subset <= available:
+            raise ConfigError(
+                f"data.subset={self.subset}: the training split of {self.name} has {available} samples; "
+                f"set data.subset between 1 and {available}, or data.subset=null for all of them"
+            )
+        index = torch.randperm(available, generator=torch.Generator().manual_seed(self.subset_seed))[: self.subset]
+        if isinstance(dataset, TensorImages):
+            return TensorImages(dataset.images[index], dataset.labels[index])
+        return Subset(dataset, index.tolist())
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
