@@ -4,6 +4,7 @@ from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
 from ganforge.nets.progan import ProGANDiscriminator, ProGANGenerator
 from ganforge.nets.sagan import SAGANDiscriminator, SAGANGenerator
+from ganforge.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 
 __all__ = [
     "DCGANDiscriminator",
@@ -14,4 +15,6 @@ __all__ = [
     "ProGANGenerator",
     "SAGANDiscriminator",
     "SAGANGenerator",
+    "StyleGAN2Discriminator",
+    "StyleGAN2Generator",
 ]

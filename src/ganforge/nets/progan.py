@@ -24,11 +24,16 @@ from ganforge.nets.layers import base_resolution
 
 class HeScale(nn.Module):
     """Weight parametrization of the equalized learning rate: the stored weight is N(0, 1) and is scaled
-    by He's constant ``gain / sqrt(fan_in)`` at every use, so Adam's step size is the same for every layer."""
+    by He's constant ``gain / sqrt(fan_in)`` at every use, so Adam's step size is the same for every layer.
 
-    def __init__(self, fan_in: int, gain: float = math.sqrt(2.0)) -> None:
+    A learning-rate multiplier ``lr_mul`` (StyleGAN's mapping network, Karras et al. 2019) stores the
+    weight as N(0, 1 / lr_mul) and scales it by ``lr_mul`` more: the same weight at initialisation,
+    but an optimizer step on the stored value moves the used one ``lr_mul`` times as far.
+    """
+
+    def __init__(self, fan_in: int, gain: float = math.sqrt(2.0), lr_mul: float = 1.0) -> None:
         super().__init__()
-        self.scale = gain / math.sqrt(fan_in)
+        self.scale = gain * lr_mul / math.sqrt(fan_in)  # gain * 1.0 is gain: unchanged scale when lr_mul=1
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight * self.scale
@@ -37,12 +42,19 @@ class HeScale(nn.Module):
 Layer = TypeVar("Layer", nn.Conv2d, nn.Linear)
 
 
-def equalized(layer: Layer, gain: float = math.sqrt(2.0)) -> Layer:
-    """``layer`` with N(0, 1) weights, zero bias and the equalized-learning-rate parametrization."""
-    nn.init.normal_(layer.weight)
+def equalized(layer: Layer, gain: float = math.sqrt(2.0), lr_mul: float = 1.0) -> Layer:
+    """``layer`` with N(0, 1) weights, zero bias and the equalized-learning-rate parametrization.
+
+    With ``lr_mul != 1`` the stored weights are N(0, 1 / lr_mul) and the bias is scaled by ``lr_mul`` at
+    every use as well (:class:`HeScale`); ``lr_mul=1`` leaves the bias plain, as ProGAN's checkpoints hold it.
+    """
+    nn.init.normal_(layer.weight, std=1.0 / lr_mul)  # std 1.0 exactly when lr_mul=1: the same draws as before
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
-    parametrize.register_parametrization(layer, "weight", HeScale(layer.weight[0].numel(), gain))
+        if lr_mul != 1.0:
+            # fan-in 1 and gain 1: the stored bias times lr_mul
+            parametrize.register_parametrization(layer, "bias", HeScale(1, gain=1.0, lr_mul=lr_mul))
+    parametrize.register_parametrization(layer, "weight", HeScale(layer.weight[0].numel(), gain, lr_mul))
     return layer
 
 
