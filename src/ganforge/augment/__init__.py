@@ -23,3 +23,9 @@ class Augmentation(nn.Module):
     def observe(self, real_logits: torch.Tensor) -> dict[str, torch.Tensor]:
         return {}
 
+
+# After the base class: the implementations import it from here.
+from ganforge.augment.ada import ADA  # noqa: E402
+from ganforge.augment.diffaugment import DiffAugment  # noqa: E402
+
+__all__ = ["ADA", "Augmentation", "DiffAugment"]
