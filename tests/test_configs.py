@@ -19,7 +19,7 @@ from ganforge.train import instantiate_group
 from tests.conftest import TINY, compose_config
 
 CONF = resources.files(CONFIG_MODULE)
-GROUPS = ["data", "model", "loss", "optim", "trainer", "logger", "callbacks", "paths", "experiment", "debug"]
+GROUPS = ["data", "model", "loss", "optim", "augment", "trainer", "logger", "callbacks", "paths", "experiment", "debug"]
 OPTIONS = [
     (group, p.name.removesuffix(".yaml"))
     for group in GROUPS

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -20,9 +21,9 @@ from ganforge.module import GANModule
 from ganforge.nets import DCGANDiscriminator, DCGANGenerator
 from ganforge.objectives import NonSaturating
 from ganforge.regularizers import GeneratorRegularizer, PathLength
-from ganforge.sample import truncate
+from ganforge.sample import sample, truncate
 from ganforge.train import train
-from tests.conftest import Compose
+from tests.conftest import Compose, compose_config
 from tests.test_module import BATCH, LATENT, RES, fit
 
 
@@ -186,3 +187,15 @@ def test_psi_needs_a_style_based_generator_and_lies_in_unit_interval() -> None:
         truncate(styled, 1.5, "x.ckpt")  # type: ignore[arg-type]
     truncate(styled, 0.7, "x.ckpt")  # type: ignore[arg-type]
     assert styled.truncation_psi == 0.7
+
+
+def test_sample_psi_zero_draws_the_average_w_image_of_a_trained_stylegan2(tiny_cfg: Compose, tmp_path: Path) -> None:
+    overrides = ["model=stylegan2", "model.generator.width=8", "model.discriminator.width=8", "max_gen_steps=3"]
+    train(tiny_cfg(*overrides, "~callbacks.image_metrics", "~callbacks.best_checkpoint"))
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    draws = {}
+    for psi in ("0", "1"):
+        out = sample(compose_config("sample", [f"ckpt={checkpoint}", "n=4", f"psi={psi}", f"out={tmp_path / psi}.npz"]))
+        draws[psi] = np.load(out)["arr_0"]
+    assert (draws["0"] == draws["0"][0]).all()  # every latent truncated to w_avg
+    assert not (draws["1"] == draws["1"][0]).all()

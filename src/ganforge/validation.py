@@ -88,7 +88,7 @@ def _check_optimizer(cfg: DictConfig, player: str) -> None:
 
 def _check_batch_splits(cfg: DictConfig) -> None:
     """Batches that D splits: into ``model.pack`` samples per logit (PacGAN), and into groups of
-    ``model.discriminator.group_size`` for ProGAN's minibatch standard deviation."""
+    ``model.discriminator.group_size`` for the minibatch standard deviation (ProGAN, StyleGAN2)."""
     batch_size, pack = cfg.data.batch_size, cfg.model.get("pack", 1)
     if isinstance(pack, int) and pack > 1 and batch_size % pack:
         raise ConfigError(

@@ -312,7 +312,7 @@ class StyleGAN2Discriminator(nn.Module):
         channels: int = 3,
         resolution: int = 32,
         num_classes: int | None = None,
-        mbstd_group_size: int = 4,
+        group_size: int = 4,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -321,7 +321,7 @@ class StyleGAN2Discriminator(nn.Module):
         self.from_rgb = conv(channels, widths[0], 1, gain=1.0)
         self.blocks = nn.Sequential(*(DiscriminatorBlock(c_in, c_out) for c_in, c_out in pairwise(widths)))
         c = self.num_features = widths[-1]
-        self.mbstd = MinibatchStdDev(mbstd_group_size)
+        self.mbstd = MinibatchStdDev(group_size)
         self.conv = conv(c + 1, c, 3, gain=1.0)
         self.fc = equalized(nn.Linear(c * self.base**2, c), gain=1.0)
         self.out = equalized(nn.Linear(c, 1), gain=1.0)
