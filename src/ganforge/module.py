@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
-from typing import Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import torch
 from lightning.pytorch import LightningModule
@@ -24,6 +24,17 @@ from ganforge.regularizers import GeneratorRegularizer
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 Tensors = tuple[torch.Tensor, ...] | list[torch.Tensor]
+
+
+class LazyTerm(Protocol):
+    """A loss term added every ``every`` steps with ``weight`` (D's penalties, G's regularizers)."""
+
+    weight: float
+    every: int
+
+
+Term = TypeVar("Term", bound=LazyTerm)
+
 #: What a generator step logs: NaN in the rows of batches without one.
 GENERATOR_LOGS = ("loss/g", "grad_norm/g")
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
@@ -208,14 +219,11 @@ class GANModule(LightningModule):
             # Penalties take D's own inputs: with packing, a pack is one sample (GP interpolates whole packs
             # and takes gradient norms over a pack's inputs).
             packed_critic = partial(self.discriminator, y=y)
-            for name, penalty in self.penalties.items():
-                if self.discriminator_steps % penalty.every == 0:
-                    packed_real, packed_fake = self.pack_samples(real).float(), self.pack_samples(fake).float()
-                    with torch.autocast(self.device.type, enabled=False):  # penalties in float32
-                        value = penalty.value(packed_critic, packed_real, packed_fake, real_logits)
-                    loss = loss + penalty.weight * penalty.every * value
-                    if log:
-                        logs[f"penalty/{name}"] = value.detach()
+            packed_real, packed_fake = self.pack_samples(real).float(), self.pack_samples(fake).float()
+            loss = self._add_due_terms(
+                loss, self.penalties, self.discriminator_steps, "penalty", logs if log else None,
+                lambda penalty: penalty.value(packed_critic, packed_real, packed_fake, real_logits),
+            )  # fmt: skip
             self._check_finite(loss, "discriminator")
             d_opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
@@ -234,6 +242,26 @@ class GANModule(LightningModule):
             }
         return logs
 
+    def _add_due_terms(
+        self,
+        loss: torch.Tensor,
+        terms: Mapping[str, Term],
+        step: int,
+        prefix: str,
+        logs: dict[str, Any] | None,
+        value_of: Callable[[Term], torch.Tensor],
+    ) -> torch.Tensor:
+        """``loss`` plus ``weight * every * value`` of each term due at ``step`` (lazy regularization: D's
+        penalties, G's regularizers), computed in float32; each value logged as ``<prefix>/<name>``."""
+        for name, term in terms.items():
+            if step % term.every == 0:
+                with torch.autocast(self.device.type, enabled=False):
+                    value = value_of(term)
+                loss = loss + term.weight * term.every * value
+                if logs is not None:
+                    logs[f"{prefix}/{name}"] = value.detach()
+        return loss
+
     def _generator_step(
         self, g_opt: Any, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None, log: bool
     ) -> dict[str, Any]:
@@ -241,14 +269,11 @@ class GANModule(LightningModule):
             real_logits = critic(self.augment(real)) if self.objective.g_uses_real else None
             loss = self.objective.g_loss(critic(self.augment(fake)), real_logits)
             logs = {"loss/g_adversarial": loss.detach()} if log and len(self.g_regularizers) else {}
-            for name, module in self.g_regularizers.items():
-                regularizer = cast(GeneratorRegularizer, module)
-                if self.generator_steps % regularizer.every == 0:
-                    with torch.autocast(self.device.type, enabled=False):  # as D's penalties, in float32
-                        value = regularizer.value(self.generator, real.shape[0], y)
-                    loss = loss + regularizer.weight * regularizer.every * value
-                    if log:
-                        logs[f"regularizer/{name}"] = value.detach()
+            regularizers = cast(dict[str, GeneratorRegularizer], dict(self.g_regularizers.items()))
+            loss = self._add_due_terms(
+                loss, regularizers, self.generator_steps, "regularizer", logs if log else None,
+                lambda regularizer: regularizer.value(self.generator, real.shape[0], y),
+            )  # fmt: skip
             self._check_finite(loss, "generator")
             g_opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
