@@ -14,6 +14,7 @@ from torch import nn
 from torch.optim import SGD
 
 from ganforge.augment import Augmentation
+from ganforge.config import load_checkpoint
 from ganforge.data.datamodules import TensorImages
 from ganforge.data.toy import GaussianMixtureDataModule
 from ganforge.errors import ConfigError
@@ -199,3 +200,18 @@ def test_sample_psi_zero_draws_the_average_w_image_of_a_trained_stylegan2(tiny_c
         draws[psi] = np.load(out)["arr_0"]
     assert (draws["0"] == draws["0"][0]).all()  # every latent truncated to w_avg
     assert not (draws["1"] == draws["1"][0]).all()
+
+
+def test_an_ada_run_resumed_mid_training_equals_an_uninterrupted_one(tiny_cfg: Compose, tmp_path: Path) -> None:
+    """p (and the controller's accumulators) continue bitwise: ADA users' most reported resume bug."""
+    ada = ["augment=ada", "augment.initial_p=0.5", "augment.speed_kimg=2", "~callbacks.image_metrics"]
+    ada += ["~callbacks.best_checkpoint", "callbacks.checkpoint.every_n_gen_steps=15"]
+    train(tiny_cfg(*ada, "max_gen_steps=25", out="first"))
+    train(tiny_cfg(*ada, "max_gen_steps=40", f"ckpt_path={tmp_path / 'first/checkpoints/gen_step_0000015.ckpt'}"))
+    train(tiny_cfg(*ada, "max_gen_steps=40", out="straight"))
+    resumed = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["state_dict"]
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.ckpt")["state_dict"]
+    assert resumed.keys() == straight.keys() and "augment.p" in straight
+    assert 0 < float(straight["augment.p"]) < 1 and float(straight["augment.p"]) != 0.5  # p moved
+    for key, value in straight.items():
+        assert torch.equal(resumed[key], value), key
