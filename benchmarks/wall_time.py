@@ -9,7 +9,9 @@ default ``metrics`` protocol), so no run spends its budget on intermediate evalu
 
 ``--concurrent K`` runs K experiments at once, each limited to ``--threads`` CPU threads
 (default: the machine's cores divided by K); every run then trains under the same conditions,
-side by side. The table (gen steps, kimg, FID, KID, IS, precision, recall, class accuracy where
+side by side. A run may carry its own overrides in one quoted argument,
+``"fmnist_stylegan2 data.subset=2000 augment=ada"`` (the experiment first); the whole string labels
+its row. The table (gen steps, kimg, FID, KID, IS, precision, recall, class accuracy where
 the model is conditional, measured wall time) goes into ``benchmarks/RESULTS.md`` between
 markers, with the machine, date and command.
 
@@ -39,7 +41,9 @@ BEGIN, END = "<!-- wall-time:begin -->", "<!-- wall-time:end -->"
 COLUMNS = ("fid", "kid", "is", "precision", "recall", "class_accuracy", "intra_fid")
 
 
-def command(experiment: str, train_seconds: int, run_dir: Path, extra: list[str]) -> list[str]:
+def command(run: str, train_seconds: int, run_dir: Path, extra: list[str]) -> list[str]:
+    """``run`` is an experiment name, optionally followed by that run's own overrides."""
+    experiment, *own = run.split()
     hours, rest = divmod(train_seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     return [
@@ -52,7 +56,13 @@ def command(experiment: str, train_seconds: int, run_dir: Path, extra: list[str]
         "logger=csv",
         f"hydra.run.dir={run_dir}",
         *extra,
+        *own,
     ]
+
+
+def folder_name(run: str) -> str:
+    """A file name for a run label: its words joined by ``__``, characters a path cannot take replaced."""
+    return "__".join(run.split()).replace("/", "-").replace("=", "-")
 
 
 def run_all(args: argparse.Namespace, out: Path) -> dict[str, dict]:
@@ -64,8 +74,8 @@ def run_all(args: argparse.Namespace, out: Path) -> dict[str, dict]:
     while pending or running:
         while pending and len(running) < args.concurrent:
             name = pending.pop(0)
-            run_dir = out / name
-            log = open(out / f"{name}.log", "w")  # noqa: SIM115 - closed when the run ends
+            run_dir = out / folder_name(name)
+            log = open(out / f"{folder_name(name)}.log", "w")  # noqa: SIM115 - closed when the run ends
             cmd = command(name, train_seconds, run_dir, args.overrides)
             print(" ".join(cmd), flush=True)
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -78,7 +88,7 @@ def run_all(args: argparse.Namespace, out: Path) -> dict[str, dict]:
             log.close()
             del running[name]
             if proc.returncode:
-                raise SystemExit(f"{name} failed (exit {proc.returncode}); see {out / (name + '.log')}")
+                raise SystemExit(f"{name} failed (exit {proc.returncode}); see {out / (folder_name(name) + '.log')}")
             shown = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["ganforge"]["images_shown"]
             evaluation = json.loads((run_dir / "metrics.json").read_text())
             results[name] = {"wall_s": wall, "threads": threads, "kimg": shown / 1000, **evaluation}

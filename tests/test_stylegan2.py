@@ -36,18 +36,19 @@ def generator(resolution: int = 16, channels: int = 1, **kwargs: Any) -> StyleGA
     )
 
 
-def test_fused_modulated_conv_equals_a_per_sample_loop() -> None:
-    """One grouped convolution over the batch = F.conv2d per sample with its modulated (demodulated) kernel."""
+def test_modulated_conv_equals_the_per_sample_conv_it_replaces() -> None:
+    """Styles on the activations and demodulation on the outputs = F.conv2d per sample with its own modulated
+    (demodulated) kernel, the grouped convolution of the paper."""
     torch.manual_seed(0)
     x, weight, styles = torch.randn(3, 5, 8, 8), torch.randn(4, 5, 3, 3), torch.randn(3, 5)
     for demodulate in (True, False):
-        fused = modulated_conv2d(x, weight, styles, demodulate=demodulate)
-        assert fused.shape == (3, 4, 8, 8)
+        batched = modulated_conv2d(x, weight, styles, demodulate=demodulate)
+        assert batched.shape == (3, 4, 8, 8)
         for i in range(3):
             kernel = weight * styles[i].view(1, 5, 1, 1)
             if demodulate:
                 kernel = kernel / (kernel.pow(2).sum(dim=(1, 2, 3), keepdim=True) + 1e-8).sqrt()
-            torch.testing.assert_close(fused[i : i + 1], F.conv2d(x[i : i + 1], kernel, padding=1))
+            torch.testing.assert_close(batched[i : i + 1], F.conv2d(x[i : i + 1], kernel, padding=1))
 
 
 def test_demodulation_keeps_unit_variance_whatever_the_style() -> None:
