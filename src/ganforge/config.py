@@ -99,6 +99,7 @@ def build_module(cfg: DictConfig) -> GANModule:
         scheduler=build(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
         augment=build(cfg.augment) if cfg.get("augment") else None,
         g_regularizers={name: build(block) for name, block in (cfg.loss.get("g_regularizers") or {}).items() if block},
+        game=build(cfg.game) if cfg.get("game") else None,
     )
     if cfg.model.get("schedule"):
         return ProgressiveGANModule(**parts, schedule=build(cfg.model.schedule))

@@ -16,6 +16,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from ganforge.augment import Augmentation
 from ganforge.errors import ConfigError, TrainingDivergedError
+from ganforge.games import Game, Judged, Round, batch_size
 from ganforge.generation import generate_batches
 from ganforge.nets.layers import refresh_parametrized_weights
 from ganforge.objectives import Objective
@@ -70,6 +71,7 @@ class GANModule(LightningModule):
         scheduler: SchedulerFactory | None = None,
         augment: Augmentation | None = None,
         g_regularizers: dict[str, GeneratorRegularizer] | None = None,
+        game: Game | None = None,
     ) -> None:
         super().__init__()
         if n_critic < 1:
@@ -99,6 +101,8 @@ class GANModule(LightningModule):
         self.augment = augment or Augmentation()  # what D sees; the identity by default
         self.g_regularizers = nn.ModuleDict(g_regularizers or {})
         self.pack = pack
+        self.game = game or Game()  # the plain two-player game by default
+        self.game.bind(self)
         self.generator_ema: AveragedModel | None = None
         if ema_decay is not None:
             self.generator_ema = AveragedModel(generator, multi_avg_fn=EMAWithWarmup(ema_decay), use_buffers=True)
@@ -132,16 +136,17 @@ class GANModule(LightningModule):
         """
         return torch.cat(list(generate_batches(self.sampling_generator, n, seed, batch_size=n, labels=y))).cpu()
 
-    def critic(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def critic(self, x: Judged, y: torch.Tensor | None = None) -> torch.Tensor:
         """D's logits for ``x`` (with labels ``y`` when conditional); with packing (PacGAN), one logit
         per ``pack`` consecutive samples (see :meth:`pack_samples`)."""
         return self.discriminator(self.pack_samples(x), y)
 
-    def pack_samples(self, x: torch.Tensor) -> torch.Tensor:
+    def pack_samples(self, x: Judged) -> Judged:
         """What D sees of a batch: with packing, ``pack`` consecutive samples concatenated along the
         feature/channel axis, one D input per pack."""
         if self.pack == 1:
             return x
+        assert isinstance(x, torch.Tensor)  # games whose D judges tuples refuse packing (Game.bind)
         if x.shape[0] % self.pack:
             raise ValueError(f"batch size {x.shape[0]} is not divisible by model.pack={self.pack}")
         return x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:])
@@ -162,7 +167,10 @@ class GANModule(LightningModule):
             )
 
     def configure_optimizers(self) -> Any:
-        optimizers = [self.g_optimizer(self.generator.parameters()), self.d_optimizer(self.discriminator.parameters())]
+        """G's optimizer over G and the game's generator-side players, D's over D and its side's."""
+        sides = ([self.generator, *self.game.generator_side()], [self.discriminator, *self.game.discriminator_side()])
+        g_params, d_params = ([p for net in side for p in net.parameters()] for side in sides)
+        optimizers = [self.g_optimizer(g_params), self.d_optimizer(d_params)]
         if self.scheduler is None:
             return optimizers
         return optimizers, [self.scheduler(optimizer) for optimizer in optimizers]
@@ -174,12 +182,12 @@ class GANModule(LightningModule):
         g_opt, d_opt = self.optimizer_list()
         g_step_follows = (self.discriminator_steps + 1) % self.n_critic == 0
         log_now = self._logs_this_batch(g_step_follows)
-        with torch.set_grad_enabled(g_step_follows):  # the G step reuses these fakes
-            fake = self.generator(self.sample_latent(real.shape[0]), y)
+        with torch.set_grad_enabled(g_step_follows):  # the G step reuses this forward pass
+            played = self.game.play(self, real, y)
 
-        logs = self._discriminator_step(d_opt, critic, real, fake.detach(), y, log_now)
+        logs = self._discriminator_step(d_opt, critic, played.detached(), y, log_now)
         if g_step_follows:
-            logs |= self._generator_step(g_opt, critic, real, fake, y, log_now)
+            logs |= self._generator_step(g_opt, critic, played, y, log_now)
         elif log_now:  # Lightning would repeat the last G step's values in this row (also after a resume)
             logs |= dict.fromkeys(GENERATOR_LOGS, float("nan"))
         if log_now:
@@ -208,18 +216,21 @@ class GANModule(LightningModule):
         return last_step or last_epoch
 
     def _discriminator_step(
-        self, d_opt: Any, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None, log: bool
+        self, d_opt: Any, critic: Critic, played: Round, y: torch.Tensor | None, log: bool
     ) -> dict[str, Any]:
-        real, fake = self.augment(real), self.augment(fake)  # D and its penalties see the same images
+        real, fake = self.augment(played.real), self.augment(played.fake)  # D and its penalties see the same
         with self.toggled_optimizer(d_opt):
             real_logits = critic(real)
             fake_logits = critic(fake)
             loss = self.objective.d_loss(real_logits, fake_logits)
-            logs = {"loss/d_adversarial": loss.detach()} if log and self.penalties else {}
+            terms = self.game.d_terms(self, played)
+            logs = {"loss/d_adversarial": loss.detach()} if log and (self.penalties or terms) else {}
+            loss = self._add_terms(loss, terms, logs if log else None)
             # Penalties take D's own inputs: with packing, a pack is one sample (GP interpolates whole packs
             # and takes gradient norms over a pack's inputs).
             packed_critic = partial(self.discriminator, y=y)
-            packed_real, packed_fake = self.pack_samples(real).float(), self.pack_samples(fake).float()
+            # (games whose D judges tuples refuse penalties: Game.bind)
+            packed_real, packed_fake = (cast(torch.Tensor, self.pack_samples(side)).float() for side in (real, fake))
             loss = self._add_due_terms(
                 loss, self.penalties, self.discriminator_steps, "penalty", logs if log else None,
                 lambda penalty: penalty.value(packed_critic, packed_real, packed_fake, real_logits),
@@ -232,7 +243,7 @@ class GANModule(LightningModule):
             d_opt.step()
             self.objective.constrain(self.discriminator)
         self.discriminator_steps += 1
-        self.images_shown += real.shape[0] * self.trainer.world_size
+        self.images_shown += batch_size(played.real) * self.trainer.world_size
         observed = self.augment.observe(real_logits.detach())
         if log:
             logs |= observed | {
@@ -262,17 +273,27 @@ class GANModule(LightningModule):
                     logs[f"{prefix}/{name}"] = value.detach()
         return loss
 
+    @staticmethod
+    def _add_terms(loss: torch.Tensor, terms: dict[str, torch.Tensor], logs: dict[str, Any] | None) -> torch.Tensor:
+        """``loss`` plus a game's (already weighted) terms, each logged as ``loss/<name>``."""
+        for name, value in terms.items():
+            loss = loss + value
+            if logs is not None:
+                logs[f"loss/{name}"] = value.detach()
+        return loss
+
     def _generator_step(
-        self, g_opt: Any, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None, log: bool
+        self, g_opt: Any, critic: Critic, played: Round, y: torch.Tensor | None, log: bool
     ) -> dict[str, Any]:
         with self.toggled_optimizer(g_opt):
-            real_logits = critic(self.augment(real)) if self.objective.g_uses_real else None
-            loss = self.objective.g_loss(critic(self.augment(fake)), real_logits)
-            logs = {"loss/g_adversarial": loss.detach()} if log and len(self.g_regularizers) else {}
+            loss = self.game.g_adversarial(self.objective, lambda side: critic(self.augment(side)), played)
+            terms = self.game.g_terms(self, played)
+            logs = {"loss/g_adversarial": loss.detach()} if log and (len(self.g_regularizers) or terms) else {}
+            loss = self._add_terms(loss, terms, logs if log else None)
             regularizers = cast(dict[str, GeneratorRegularizer], dict(self.g_regularizers.items()))
             loss = self._add_due_terms(
                 loss, regularizers, self.generator_steps, "regularizer", logs if log else None,
-                lambda regularizer: regularizer.value(self.generator, real.shape[0], y),
+                lambda regularizer: regularizer.value(self.generator, batch_size(played.fake), y),
             )  # fmt: skip
             self._check_finite(loss, "generator")
             g_opt.zero_grad(set_to_none=True)

@@ -16,6 +16,7 @@ from typing import Any, cast
 import torch
 
 from ganforge.errors import ConfigError
+from ganforge.games import Game
 from ganforge.module import GANModule
 from ganforge.nets.layers import base_resolution
 from ganforge.nets.progan import Growing, ProGANDiscriminator
@@ -103,6 +104,12 @@ class ProgressiveGANModule(GANModule):
     discriminator: ProGANDiscriminator
 
     def __init__(self, *args: Any, schedule: ProgressiveSchedule, **kwargs: Any) -> None:
+        game = kwargs.get("game")
+        if game is not None and type(game) is not Game:
+            raise ConfigError(
+                f"progressive growing is built for the plain two-player game, not {type(game).__name__}; "
+                "set game=null or use a model without a growth schedule"
+            )
         super().__init__(*args, **kwargs)
         for name, net, kind in (
             ("generator", self.generator, Growing),

@@ -18,7 +18,8 @@ from torchvision.utils import save_image
 
 from ganforge.config import generator_from_checkpoint, load_checkpoint
 from ganforge.errors import ConfigError
-from ganforge.generation import class_major_labels, generate_batches, resolve_device, samples_per_class
+from ganforge.games.infogan import CodedGenerator, WithCodes, traversal_latents
+from ganforge.generation import class_major_labels, eval_mode, generate_batches, resolve_device, samples_per_class
 from ganforge.plots import scatter_png
 from ganforge.train import report_errors
 
@@ -60,15 +61,45 @@ def truncate(generator: torch.nn.Module, psi: float | None, ckpt: str) -> None:
     cast(Any, generator).truncation_psi = float(psi)
 
 
+def coded(generator: torch.nn.Module, option: str, ckpt: str) -> CodedGenerator:
+    """The generator, if it has latent codes (InfoGAN's); else the error that says so."""
+    if not isinstance(generator, CodedGenerator):
+        raise ConfigError(
+            f"{option} needs a generator with latent codes (game=infogan), but {ckpt!r} holds a "
+            f"{type(generator).__name__}; drop {option}"
+        )
+    return generator
+
+
+@torch.no_grad()
+def traverse(cfg: DictConfig, generator: torch.nn.Module) -> Path:
+    """``traverse=K``: a grid whose rows each vary code K (other codes and noise fixed per row)."""
+    generator = coded(generator, "traverse=", cfg.ckpt)
+    latents, columns = traversal_latents(generator, cfg.traverse, cfg.grid_n, cfg.seed)
+    with eval_mode(generator):
+        samples = generator(latents.to(next(generator.parameters()).device)).float().cpu()
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, arr_0=to_uint8_nhwc(samples))
+    grid = Path(cfg.grid or out.with_suffix(".png"))
+    save_image(samples, grid, nrow=columns, normalize=True, value_range=(-1, 1))
+    print(f"wrote {len(samples)} samples to {out} and a grid to {grid} (each row varies code {cfg.traverse})")
+    return out
+
+
 @torch.no_grad()
 def sample(cfg: DictConfig) -> Path:
     checkpoint = load_checkpoint(cfg.ckpt)
     generator, _ = generator_from_checkpoint(checkpoint, ema=cfg.ema)
+    generator.to(resolve_device(cfg.device))
+    if cfg.get("traverse") is not None:
+        return traverse(cfg, generator)
+    if cfg.get("code") is not None:
+        generator = WithCodes(coded(generator, "code=", cfg.ckpt), list(cfg.code))
     num_classes = getattr(generator, "num_classes", None)
     labels = sample_labels(cfg.get("y"), cfg.n, num_classes, cfg.ckpt)
     n = cfg.n if labels is None else len(labels)
     device = resolve_device(cfg.device)
-    generator.to(device)
     truncate(generator, cfg.get("psi"), cfg.ckpt)
     batches = generate_batches(generator, n, cfg.seed, cfg.batch_size, device, labels=labels)
     samples = torch.cat([x.cpu() for x in batches])

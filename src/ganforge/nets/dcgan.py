@@ -101,9 +101,15 @@ class DCGANDiscriminator(nn.Module):
             ]
         layers += [nn.Conv2d(widths[-1], 1, base, 1, 0)]
         self.net = nn.Sequential(*layers)
+        self.base, self.num_features = base, widths[-1] * base * base
         self.apply(dcgan_init)
         if spectral_norm:
             spectral_normalize(self)
 
+    def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, num_features): the last hidden layer, flattened (what the logit reads; InfoGAN's Q head and
+        VAE-GAN's learned similarity read it too)."""
+        return self.net[:-1](label_maps(y, self.num_classes, x) if self.num_classes else x).flatten(1)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(label_maps(y, self.num_classes, x) if self.num_classes else x).flatten()
+        return self.net[-1](self.features(x, y).view(x.shape[0], -1, self.base, self.base)).flatten()
