@@ -72,12 +72,12 @@ def coded(generator: torch.nn.Module, option: str, ckpt: str) -> CodedGenerator:
 
 
 @torch.no_grad()
-def traverse(cfg: DictConfig, generator: torch.nn.Module) -> Path:
+def traverse(cfg: DictConfig, generator: torch.nn.Module, device: torch.device) -> Path:
     """``traverse=K``: a grid whose rows each vary code K (other codes and noise fixed per row)."""
     generator = coded(generator, "traverse=", cfg.ckpt)
     latents, columns = traversal_latents(generator, cfg.traverse, cfg.grid_n, cfg.seed)
     with eval_mode(generator):
-        samples = generator(latents.to(next(generator.parameters()).device)).float().cpu()
+        samples = generator(latents.to(device)).float().cpu()
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, arr_0=to_uint8_nhwc(samples))
@@ -91,15 +91,15 @@ def traverse(cfg: DictConfig, generator: torch.nn.Module) -> Path:
 def sample(cfg: DictConfig) -> Path:
     checkpoint = load_checkpoint(cfg.ckpt)
     generator, _ = generator_from_checkpoint(checkpoint, ema=cfg.ema)
-    generator.to(resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
+    generator.to(device)
     if cfg.get("traverse") is not None:
-        return traverse(cfg, generator)
+        return traverse(cfg, generator, device)
     if cfg.get("code") is not None:
         generator = WithCodes(coded(generator, "code=", cfg.ckpt), list(cfg.code))
     num_classes = getattr(generator, "num_classes", None)
     labels = sample_labels(cfg.get("y"), cfg.n, num_classes, cfg.ckpt)
     n = cfg.n if labels is None else len(labels)
-    device = resolve_device(cfg.device)
     truncate(generator, cfg.get("psi"), cfg.ckpt)
     batches = generate_batches(generator, n, cfg.seed, cfg.batch_size, device, labels=labels)
     samples = torch.cat([x.cpu() for x in batches])
