@@ -19,7 +19,17 @@ from ganforge.train import instantiate_group
 from tests.conftest import TINY, compose_config
 
 CONF = resources.files(CONFIG_MODULE)
-GROUPS = ["data", "model", "loss", "optim", "augment", "trainer", "logger", "callbacks", "paths", "experiment", "debug"]
+GROUPS = ["data", "model", "loss", "optim", "augment", "game", "trainer", "logger", "callbacks", "paths"]
+GROUPS += ["experiment", "debug"]
+#: Nets that only a game can play (D on codes or on pairs), and games that need their own nets.
+PAIRED = {
+    ("model", "aae"): "game=aae",
+    ("model", "aae_clusters"): "game=aae",
+    ("model", "bigan"): "game=bigan",
+    ("game", "aae"): "model=aae",
+    ("game", "bigan"): "model=bigan",
+    ("game", "infogan"): "model=infogan",
+}
 OPTIONS = [
     (group, p.name.removesuffix(".yaml"))
     for group in GROUPS
@@ -42,6 +52,7 @@ def test_option_composes_and_instantiates(
 
     Data without a domain classifier is scored in Inception features: offline, from a weights file."""
     overrides = [f"{group}={option}", f"paths.output_dir={tmp_path}"]
+    overrides += [PAIRED[group, option]] if (group, option) in PAIRED else []
     overrides.append(f"metrics.features.weights_path={random_inception_weights}")
     if group == "data" and option == "image_folder":
         overrides.append(f"data.data_dir={tmp_path}")
@@ -57,7 +68,8 @@ def test_option_composes_and_instantiates(
     y = torch.tensor([0, 1]) if module.generator.num_classes else None  # conditional models take labels
     fake = module.generator(torch.randn(2, module.latent_dim), y)
     assert fake.shape == (2, *sample_shape(cfg.data.channels, cfg.data.resolution))
-    assert module.discriminator(fake, y).shape == (2,)
+    played = module.game.play(module, fake.detach(), y)  # what D judges: images, codes or pairs
+    assert module.discriminator(played.real, y).shape == module.discriminator(played.fake, y).shape == (2,)
     configured = module.configure_optimizers()
     g_opt, d_opt = configured[0] if isinstance(configured, tuple) else configured  # (optimizers, schedulers)
     assert g_opt.param_groups[0]["lr"] == cfg.optim.generator.lr

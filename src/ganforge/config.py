@@ -19,8 +19,8 @@ from ganforge.progressive import ProgressiveGANModule
 from ganforge.runs import config_subdir, run_dir, task_name, wandb_run_id
 from ganforge.sweeps import run_name, sweep_group, sweep_tags
 
-#: The parts of a checkpoint's config that are ever built (the generator, the data).
-BUILT_FROM_CHECKPOINTS = ("model", "data")
+#: The parts of a checkpoint's config that are ever built (the nets, the data, a game's players).
+BUILT_FROM_CHECKPOINTS = ("model", "data", "game")
 #: The packaged Hydra configs; ``conf/`` at the repository root links here.
 CONFIG_MODULE = "ganforge.conf"
 
@@ -143,3 +143,16 @@ def generator_from_checkpoint(checkpoint: dict[str, Any], ema: bool = True) -> t
     prefix = "generator_ema.module." if ema and any(k.startswith("generator_ema.") for k in state) else "generator."
     generator.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
     return generator.eval(), cfg
+
+
+def game_from_checkpoint(checkpoint: dict[str, Any]) -> Any:
+    """Rebuild the game a checkpoint was trained with, with its players' trained weights (for games whose
+    players the config builds whole, such as an encoder); its config passed :func:`check_config`."""
+    check_config({part: checkpoint["hyper_parameters"].get(part) for part in BUILT_FROM_CHECKPOINTS})
+    game_cfg = checkpoint["hyper_parameters"].get("game")
+    if not game_cfg:
+        raise ConfigError("this checkpoint was trained with the plain game (game=null), which has no other players")
+    game = instantiate(OmegaConf.create(game_cfg))
+    state = {k[len("game.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("game.")}
+    game.load_state_dict(state)
+    return game.eval()

@@ -112,6 +112,16 @@ class GANModule(LightningModule):
         self.images_shown = 0
 
     @property
+    def batches_per_gen_step(self) -> int:
+        """Batches per generator step: one per D step, or one per G step in a game without D."""
+        return self.n_critic if self.game.adversarial else 1
+
+    @property
+    def optimizer_steps_per_gen_step(self) -> int:
+        """What Lightning's step counter advances per generator step: every D and G optimizer step."""
+        return self.n_critic + 1 if self.game.adversarial else 1
+
+    @property
     def latent_dim(self) -> int:
         return cast(int, self.generator.latent_dim)  # every generator declares it; nn.Module's typing cannot see it
 
@@ -180,12 +190,14 @@ class GANModule(LightningModule):
         y = labels if self.num_classes is not None else None  # fakes take the real batch's labels
         critic = partial(self.critic, y=y)
         g_opt, d_opt = self.optimizer_list()
-        g_step_follows = (self.discriminator_steps + 1) % self.n_critic == 0
+        adversarial = self.game.adversarial  # False: a baseline without D (no D step, no adversarial loss)
+        g_step_follows = not adversarial or (self.discriminator_steps + 1) % self.n_critic == 0
         log_now = self._logs_this_batch(g_step_follows)
         with torch.set_grad_enabled(g_step_follows):  # the G step reuses this forward pass
             played = self.game.play(self, real, y)
 
-        logs = self._discriminator_step(d_opt, critic, played.detached(), y, log_now)
+        logs = self._discriminator_step(d_opt, critic, played.detached(), y, log_now) if adversarial else {}
+        self.images_shown += batch_size(played.real) * self.trainer.world_size
         if g_step_follows:
             logs |= self._generator_step(g_opt, critic, played, y, log_now)
         elif log_now:  # Lightning would repeat the last G step's values in this row (also after a resume)
@@ -211,7 +223,7 @@ class GANModule(LightningModule):
         every = trainer.log_every_n_steps  # type: ignore[attr-defined]  # set by Lightning's logger connector
         if every > 0 and (self.discriminator_steps + 1) % every == 0:
             return True
-        last_step = 0 < trainer.max_steps <= trainer.global_step + 1 + int(g_step_follows)
+        last_step = 0 < trainer.max_steps <= trainer.global_step + int(self.game.adversarial) + int(g_step_follows)
         last_epoch = trainer.is_last_batch and trainer.current_epoch + 1 == trainer.max_epochs
         return last_step or last_epoch
 
@@ -230,10 +242,10 @@ class GANModule(LightningModule):
             # and takes gradient norms over a pack's inputs).
             packed_critic = partial(self.discriminator, y=y)
             # (games whose D judges tuples refuse penalties: Game.bind)
-            packed_real, packed_fake = (cast(torch.Tensor, self.pack_samples(side)).float() for side in (real, fake))
+            packed_real, packed_fake = (cast(torch.Tensor, self.pack_samples(side)) for side in (real, fake))
             loss = self._add_due_terms(
                 loss, self.penalties, self.discriminator_steps, "penalty", logs if log else None,
-                lambda penalty: penalty.value(packed_critic, packed_real, packed_fake, real_logits),
+                lambda penalty: penalty.value(packed_critic, packed_real.float(), packed_fake.float(), real_logits),
             )  # fmt: skip
             self._check_finite(loss, "discriminator")
             d_opt.zero_grad(set_to_none=True)
@@ -243,7 +255,6 @@ class GANModule(LightningModule):
             d_opt.step()
             self.objective.constrain(self.discriminator)
         self.discriminator_steps += 1
-        self.images_shown += batch_size(played.real) * self.trainer.world_size
         observed = self.augment.observe(real_logits.detach())
         if log:
             logs |= observed | {
@@ -286,7 +297,10 @@ class GANModule(LightningModule):
         self, g_opt: Any, critic: Critic, played: Round, y: torch.Tensor | None, log: bool
     ) -> dict[str, Any]:
         with self.toggled_optimizer(g_opt):
-            loss = self.game.g_adversarial(self.objective, lambda side: critic(self.augment(side)), played)
+            if self.game.adversarial:
+                loss = self.game.g_adversarial(self.objective, lambda side: critic(self.augment(side)), played)
+            else:
+                loss = torch.zeros((), device=self.device)
             terms = self.game.g_terms(self, played)
             logs = {"loss/g_adversarial": loss.detach()} if log and (len(self.g_regularizers) or terms) else {}
             loss = self._add_terms(loss, terms, logs if log else None)

@@ -51,7 +51,7 @@ def _fit(cfg: DictConfig) -> dict[str, float]:
     module.save_hyperparameters(OmegaConf.to_container(cfg, resolve=True))  # -> loggers and checkpoints
     callbacks: list[Callback] = instantiate_group(cfg.callbacks)
     loggers: list[Logger] = instantiate_group(cfg.logger)
-    max_steps = cfg.max_gen_steps * (cfg.n_critic + 1) if cfg.max_gen_steps else -1  # Lightning counts D and G steps
+    max_steps = cfg.max_gen_steps * module.optimizer_steps_per_gen_step if cfg.max_gen_steps else -1
     trainer: Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=max_steps)
     stopped = False
     with Preemption() as preemption:

@@ -26,7 +26,7 @@ class GenStepCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` that saves every ``every_n_gen_steps`` generator steps (plus ``last.ckpt``).
 
     Lightning's step counter advances once per optimizer step, i.e. ``n_critic + 1`` times
-    per generator step; the conversion happens here so configs speak in generator steps.
+    per generator step (once in a game without D); the conversion happens here so configs speak in generator steps.
     Also saves at the end of training, so ``last.ckpt`` always holds the final state (and a
     ``monitor``-ed top-k, such as ``best.ckpt`` by FID, sees the final evaluation), and when the
     run is stopped by SIGTERM (preemption: :mod:`ganforge.preemption`) after its current batch.
@@ -43,7 +43,7 @@ class GenStepCheckpoint(ModelCheckpoint):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
-        self._every_n_train_steps = self.every_n_gen_steps * (getattr(pl_module, "n_critic", 1) + 1)
+        self._every_n_train_steps = self.every_n_gen_steps * getattr(pl_module, "optimizer_steps_per_gen_step", 2)
         if trainer.is_global_zero and self.dirpath is not None:
             for partial in Path(self.dirpath).glob(f"*{PARTIAL}"):  # left by a write that was killed
                 partial.unlink()

@@ -33,9 +33,10 @@ class GANProgressBar(RichProgressBar):
     def total_train_batches(self) -> int | float:
         """Batches this run will take: Lightning's ``max_steps`` counts D and G optimizer steps."""
         total = super().total_train_batches
-        n_critic = getattr(self.trainer.lightning_module, "n_critic", 1)
+        module = self.trainer.lightning_module
+        batches, steps = getattr(module, "batches_per_gen_step", 1), getattr(module, "optimizer_steps_per_gen_step", 2)
         if self.trainer.max_steps > 0:
-            total = min(total, self.trainer.max_steps * n_critic // (n_critic + 1))
+            total = min(total, self.trainer.max_steps * batches // steps)
         return total
 
     def _get_train_description(self, current_epoch: int) -> str:

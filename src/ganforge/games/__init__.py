@@ -64,6 +64,9 @@ class Game(nn.Module):
     judges_tensors: bool = True
     #: The conditional nets (``model.conditional=true``) work in this game.
     allows_conditional: bool = True
+    #: D takes part. False for a baseline trained by its own terms alone (the VAE): no D step is run and G's
+    #: loss has no adversarial part, so the baseline pays for no D at equal wall time.
+    adversarial: bool = True
 
     def generator_side(self) -> list[nn.Module]:
         """Players trained with G's optimizer, in the G step, besides G."""
@@ -79,6 +82,10 @@ class Game(nn.Module):
         name = type(self).__name__
         if not self.allows_conditional and gan.num_classes is not None:
             raise ConfigError(f"game {name} has no conditional variant; set model.conditional=false")
+        if not self.adversarial and (gan.n_critic != 1 or gan.penalties):
+            raise ConfigError(
+                f"game {name} trains no D, so D steps and penalties do nothing; set n_critic=1 and loss.penalties={{}}"
+            )
         if self.judges_images:
             return
         if type(gan.augment) is not Augmentation:

@@ -84,12 +84,21 @@ class CodedGenerator(nn.Module):
             z[:, self.noise_dim + i] = torch.special.ndtri(torch.tensor(quantile, dtype=z.dtype))
         return z
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def net_input(self, z: torch.Tensor) -> torch.Tensor:
+        """What the net reads for latent ``z``: ``[noise, one-hot codes, continuous codes]``, of
+        :attr:`net_input_dim` numbers."""
         z = z.flatten(1)
         first = self.noise_dim
         one_hots = [categorical_code(z[:, first + i], k) for i, k in enumerate(self.categorical)]
         continuous = 2 * torch.special.ndtr(z[:, first + len(self.categorical) :]) - 1
-        return self.net(torch.cat([z[:, :first], *one_hots, continuous], dim=1), y)
+        return torch.cat([z[:, :first], *one_hots, continuous], dim=1)
+
+    @property
+    def net_input_dim(self) -> int:
+        return self.noise_dim + sum(self.categorical) + self.continuous
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(self.net_input(z), y)
 
 
 class QHead(nn.Module):

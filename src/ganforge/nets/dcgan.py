@@ -72,6 +72,10 @@ class DCGANDiscriminator(nn.Module):
 
     With ``num_classes=K`` the one-hot label enters as K constant input channels, so the first
     convolution sees the label at every position.
+
+    ``outputs=K`` makes the last layer give K numbers per image instead of one logit: the conv encoder of the
+    games that learn one (BiGAN, AAE, VAE-GAN). ``outputs=0`` keeps the trunk only, for a net that reads
+    :meth:`features` alone (BiGAN's joint D), so that no parameter goes unused (DDP refuses those).
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class DCGANDiscriminator(nn.Module):
         spectral_norm: bool = False,
         num_classes: int | None = None,
         norm: str = "batch",
+        outputs: int = 1,
     ) -> None:
         super().__init__()
         if norm not in NORMS:
@@ -99,9 +104,10 @@ class DCGANDiscriminator(nn.Module):
                 NORMS[norm](c_out),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
-        layers += [nn.Conv2d(widths[-1], 1, base, 1, 0)]
+        self.trunk_layers = len(layers)
+        layers += [nn.Conv2d(widths[-1], outputs, base, 1, 0)] if outputs else []
         self.net = nn.Sequential(*layers)
-        self.base, self.num_features = base, widths[-1] * base * base
+        self.base, self.num_features, self.outputs = base, widths[-1] * base * base, outputs
         self.apply(dcgan_init)
         if spectral_norm:
             spectral_normalize(self)
@@ -109,7 +115,12 @@ class DCGANDiscriminator(nn.Module):
     def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """(N, num_features): the last hidden layer, flattened (what the logit reads; InfoGAN's Q head and
         VAE-GAN's learned similarity read it too)."""
-        return self.net[:-1](label_maps(y, self.num_classes, x) if self.num_classes else x).flatten(1)
+        trunk = self.net[: self.trunk_layers]
+        return trunk(label_maps(y, self.num_classes, x) if self.num_classes else x).flatten(1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net[-1](self.features(x, y).view(x.shape[0], -1, self.base, self.base)).flatten()
+        """One logit per image, (N,); with ``outputs=K > 1``, (N, K)."""
+        if not self.outputs:
+            raise ConfigError("this DCGANDiscriminator has outputs=0 (a trunk): read its features() instead")
+        out = self.net[-1](self.features(x, y).view(x.shape[0], -1, self.base, self.base)).flatten(1)
+        return out.flatten() if self.outputs == 1 else out

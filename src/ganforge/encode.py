@@ -1,0 +1,87 @@
+"""``ganforge-encode``: the codes ``E(x)`` of a data split and the reconstructions ``G(E(x))``, from a checkpoint
+of a game with an encoder (BiGAN/ALI, the adversarial autoencoder, VAE-GAN).
+
+The codes go to an npz (``z``, with ``labels`` when the data has them, for linear probes or clustering) with each
+image's reconstruction error; ``reconstructions=recon.png`` draws images above their reconstructions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torchvision.utils import save_image
+
+from ganforge.config import build, game_from_checkpoint, generator_from_checkpoint, load_checkpoint
+from ganforge.errors import ConfigError
+from ganforge.games.encoders import EncoderGame
+from ganforge.generation import eval_mode, resolve_device
+from ganforge.metrics.classifier import to_unit_range
+from ganforge.metrics.image_metrics import split_images, split_labels
+from ganforge.train import report_errors
+
+
+def encoder_game(checkpoint: dict[str, Any], ckpt: str) -> EncoderGame:
+    """The checkpoint's game, if it has an encoder; else the error that says which games do."""
+    game = game_from_checkpoint(checkpoint)
+    if not isinstance(game, EncoderGame):
+        raise ConfigError(
+            f"{ckpt!r} was trained with game {type(game).__name__}, which has no encoder; ganforge-encode reads "
+            "checkpoints of game=bigan, game=aae or game=vaegan"
+        )
+    return game
+
+
+@torch.no_grad()
+def encode_split(
+    game: EncoderGame, generator: torch.nn.Module, batches: Any, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Codes, per-image reconstruction errors (mean squared, pixels in [-1, 1]) and the first batch's
+    reconstructions, for uint8 image ``batches``."""
+    codes, errors, first = [], [], None
+    with eval_mode(game), eval_mode(generator):
+        for images in batches:
+            x = to_unit_range(images).to(device)
+            code = game.encode(generator, x)
+            reconstruction = game.decode(generator, code).float()
+            codes.append(code.flatten(1).float().cpu())
+            errors.append((reconstruction - x).square().flatten(1).mean(dim=1).cpu())
+            first = first if first is not None else torch.stack([x.cpu(), reconstruction.cpu()])
+    assert first is not None, "the split holds no images"
+    return torch.cat(codes), torch.cat(errors), first
+
+
+def encode(cfg: DictConfig) -> Path:
+    checkpoint = load_checkpoint(cfg.ckpt)
+    game = encoder_game(checkpoint, cfg.ckpt)
+    generator, train_cfg = generator_from_checkpoint(checkpoint, ema=cfg.ema)
+    device = resolve_device(cfg.device)
+    game.to(device)
+    generator.to(device)
+    datamodule = build(train_cfg.data)
+    n = cfg.n if cfg.n is not None else 10**12  # a seeded subset only when smaller than the split
+    batches = split_images(datamodule, cfg.split, n, cfg.seed, cfg.batch_size)
+    z, error, first = encode_split(game, generator, batches, device)
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    labels = split_labels(datamodule, cfg.split, n, cfg.seed) if datamodule.num_classes else None
+    extra: dict[str, Any] = {} if labels is None else {"labels": labels.numpy()}
+    np.savez(out, z=z.numpy(), error=error.numpy(), **extra)
+    message = f"wrote {len(z)} codes of the {cfg.split} split to {out}; reconstruction MSE {error.mean():.4f}"
+    if cfg.reconstructions:
+        columns = max(1, int((cfg.grid_n / 2) ** 0.5))
+        rows = first[:, : min(cfg.grid_n // 2, first.shape[1]) // columns * columns]
+        pairs = rows.unflatten(1, (-1, columns)).transpose(0, 1).flatten(0, 2)  # image rows above their redraws
+        save_image(pairs, cfg.reconstructions, nrow=columns, normalize=True, value_range=(-1, 1))
+        message += f", reconstructions in {cfg.reconstructions}"
+    print(message)
+    return out
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="encode")
+def main(cfg: DictConfig) -> None:
+    report_errors(encode, "ganforge-encode")(cfg)
