@@ -14,54 +14,17 @@ the InfoGAN paper reports about 95 % on MNIST). Mean and standard error over the
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import statistics
-import subprocess
-import sys
 from pathlib import Path
 from typing import cast
 
 import torch
+from seeded_runs import add_arguments, mean_and_error, measured_line, train_seeds
 
 from ganforge.config import domain_of, generator_from_checkpoint, load_checkpoint
 from ganforge.games.infogan import CodedGenerator
 from ganforge.generation import eval_mode
 from ganforge.metrics.classifier import classifier_path, load_classifier
 from ganforge.metrics.codes import best_assignment_accuracy, classify, confusion
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def command(experiment: str, seed: int, run_dir: Path, overrides: list[str]) -> list[str]:
-    return [
-        str(Path(sys.executable).parent / "ganforge-train"),
-        f"experiment={experiment}",
-        f"seed={seed}",
-        "~callbacks.image_metrics",
-        "~callbacks.best_checkpoint",
-        "logger=csv",
-        f"hydra.run.dir={run_dir}",
-        *overrides,
-    ]
-
-
-def train_all(args: argparse.Namespace, out: Path) -> None:
-    """Train the seeds, ``--concurrent`` at a time, each with cores / concurrent threads."""
-    threads = str(max(1, (os.cpu_count() or 1) // args.concurrent))
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    pending, running = list(args.seeds), list[tuple[int, subprocess.Popen]]()
-    while pending or running:
-        while pending and len(running) < args.concurrent:
-            seed = pending.pop(0)
-            with open(out / f"seed{seed}.log", "w") as log:
-                cmd = command(args.experiment, seed, out / f"seed{seed}", args.overrides)
-                print(" ".join(cmd), flush=True)
-                running.append((seed, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)))
-        seed, proc = running.pop(0)
-        if proc.wait():
-            raise SystemExit(f"seed {seed} failed (exit {proc.returncode}); see {out / f'seed{seed}.log'}")
 
 
 @torch.no_grad()
@@ -88,32 +51,19 @@ def code_accuracy(checkpoint_file: Path, per_value: int, sample_seed: int) -> tu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("experiment")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--concurrent", type=int, default=1)
+    add_arguments(parser, "infogan_codes")
     parser.add_argument("--per-value", type=int, default=1000, help="images drawn per code value")
     parser.add_argument("--sample-seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "infogan_codes")
-    parser.add_argument("--overrides", nargs="*", default=[], help="extra overrides for every run")
     args = parser.parse_args()
-    out = args.out / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    out.mkdir(parents=True)
-    train_all(args, out)
-    accuracies = {}
+    checkpoints = train_seeds(args)
+    accuracies = []
     print("| seed | gen steps | code accuracy |\n|---|---|---|")
-    for seed in args.seeds:
-        run = out / f"seed{seed}" / "checkpoints" / "last.ckpt"
-        accuracy, steps = code_accuracy(run, args.per_value, args.sample_seed)
-        accuracies[seed] = accuracy
+    for seed, checkpoint in checkpoints.items():
+        accuracy, steps = code_accuracy(checkpoint, args.per_value, args.sample_seed)
+        accuracies.append(accuracy)
         print(f"| {seed} | {steps} | {accuracy:.3f} |")
-    mean = statistics.mean(accuracies.values())
-    error = statistics.stdev(accuracies.values()) / len(accuracies) ** 0.5 if len(accuracies) > 1 else float("nan")
-    print(
-        f"\nMeasured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'} "
-        f"({os.cpu_count()} CPU cores, torch {torch.__version__}); command: `python benchmarks/infogan_codes.py "
-        f"{' '.join(sys.argv[1:])}`; {args.per_value} images per code value."
-    )
-    print(f"accuracy {mean:.4f} +- {error:.4f}")
+    print("\n" + measured_line("infogan_codes.py", f"; {args.per_value} images per code value"))
+    print(f"accuracy {mean_and_error(accuracies)}")
 
 
 if __name__ == "__main__":

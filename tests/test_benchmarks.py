@@ -80,3 +80,30 @@ def test_wall_time_trains_within_the_budget_and_tabulates_the_metrics(tmp_path: 
     assert "train split" in runs["fmnist_dcgan"]["protocol"]["reference"]
     assert runs[limited]["protocol"]["trained_on"].startswith("64 samples of the training split")
     assert "test split" in runs[limited]["protocol"]["reference"]
+
+
+@pytest.mark.slow
+def test_infogan_codes_trains_a_seed_and_scores_its_code(tmp_path: Path) -> None:
+    """Two generator steps of mnist_infogan: the code accuracy is a best assignment of 10 values to 10 classes."""
+    tiny = ["max_gen_steps=2", "model.generator.net.width=8", "model.discriminator.width=8"]
+    out = run_benchmark("infogan_codes.py", "mnist_infogan", "--seeds", "0", "--per-value", "20", "--out",
+                        str(tmp_path), "--overrides", *tiny)  # fmt: skip
+    (row,) = [line for line in out.splitlines() if line.startswith("| 0 | 2 |")]
+    assert 0.1 <= float(row.split("|")[3]) <= 1.0  # at least chance under the best one-to-one assignment
+    assert re.search(r"^accuracy \d\.\d{4} ± nan$", out.splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_encoders_scores_trained_and_initial_codes(tmp_path: Path) -> None:
+    """Two steps of mnist_aae_clusters: probes, 1-NN, reconstruction and clusters, trained and at init."""
+    out = run_benchmark("encoders.py", "mnist_aae_clusters", "--seeds", "0", "--train-images", "500", "--out",
+                        str(tmp_path), "--overrides", "max_gen_steps=2", "model.generator.net.width=8",
+                        "game.encoder.width=8")  # fmt: skip
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2].strip() for line in out.splitlines() if line.startswith("| ")
+    }
+    for name in ("probe", "1-NN", "reconstruction MSE", "cluster accuracy"):
+        for when in ("trained", "at init"):
+            value = float(rows[f"{name}, {when}"].split(" ± ")[0])
+            assert 0 < value < (1 if name != "reconstruction MSE" else 4), (name, when, value)
+    assert "probe gain over init" in rows
