@@ -56,6 +56,9 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
         (["experiment=fmnist_progan", "data=mnist_5k"], "mnist_5k_progan"),
         (["model.conditional=true"], "fashion_mnist_dcgan_cond"),
         (["task_name=my_study"], "my_study"),
+        (["experiment=fmnist_vaegan"], "fashion_mnist_dcgan_vaegan"),  # a game files runs apart
+        (["experiment=fmnist_vae"], "fashion_mnist_dcgan_vae"),  # and so does its baseline
+        (["experiment=mnist_infogan"], "mnist_5k_infogan"),  # a model named after its game: once
     ],
 )
 def test_task_name_follows_what_is_trained(overrides: list[str], task: str) -> None:

@@ -24,12 +24,15 @@ LAST = "last"
 
 
 def task_name(*, _root_: DictConfig) -> str:
-    """``<data>_<model>`` from the chosen config groups, plus ``_cond`` for a class-conditional model: runs
-    are filed by what they train. The choices come from Hydra's config: the running job's, or while a
-    sweeper sets up (before there is a job) the one in the config being resolved."""
+    """``<data>_<model>`` from the chosen config groups, plus ``_<game>`` for a game other than the plain one
+    (unless the model is named after it) and ``_cond`` for a class-conditional model: runs are filed by what
+    they train. The choices come from Hydra's config: the running job's, or while a sweeper sets up (before
+    there is a job) the one in the config being resolved."""
     # A config node either way, read by attribute (Hydra's stub types the job's choices as a plain dict).
     choices: Any = HydraConfig.get().runtime.choices if HydraConfig.initialized() else _root_.hydra.runtime.choices
-    return f"{choices.data}_{choices.model}{'_cond' if _root_.model.get('conditional') else ''}"
+    game = choices.get("game")
+    played = f"_{game}" if game and game != "null" and not str(choices.model).startswith(game) else ""
+    return f"{choices.data}_{choices.model}{played}{'_cond' if _root_.model.get('conditional') else ''}"
 
 
 def newest_checkpoint(run: Path) -> Path | None:
