@@ -21,7 +21,13 @@ from ganforge.games.infogan import CodedGenerator, InfoGAN, WithCodes, informati
 from ganforge.generation import eval_mode
 from ganforge.metrics.codes import best_assignment_accuracy, confusion
 from ganforge.module import GANModule
-from ganforge.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator
+from ganforge.nets import (
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MLPDiscriminator,
+    SAGANDiscriminator,
+    StyleGAN2Discriminator,
+)
 from ganforge.objectives import NonSaturating
 from ganforge.sample import sample
 from ganforge.train import train
@@ -156,6 +162,27 @@ def test_infogan_learns_to_recover_its_categorical_code() -> None:
     with torch.no_grad(), eval_mode(gan):
         logits, _, _ = gan.game.q_head(gan.discriminator.features(gan.generator(z)))
     assert F.cross_entropy(logits[0], values[0]).item() < 0.1 * math.log(3)
+
+
+@pytest.mark.parametrize(
+    "discriminator",
+    [
+        partial(SAGANDiscriminator, channels=1, resolution=RES, width=8, attention_at=()),
+        partial(StyleGAN2Discriminator, channels=1, resolution=RES, width=8, max_width=16),
+    ],
+    ids=["sagan", "stylegan2"],
+)
+def test_infogan_puts_q_on_sagan_and_stylegan2_discriminators(discriminator: partial[nn.Module]) -> None:
+    """Q reads any D's features: its information term is finite and its gradient reaches G."""
+    gan = GANModule(
+        generator=CodedGenerator(partial(DCGANGenerator, channels=1, resolution=RES, width=8), noise_dim=4),
+        discriminator=discriminator(), objective=NonSaturating(), g_optimizer=SGD, d_optimizer=SGD,
+        ema_decay=None, game=InfoGAN(q_hidden=16),
+    )  # fmt: skip
+    played = gan.game.play(gan, torch.rand(8, 1, RES, RES) * 2 - 1, None)
+    info = gan.game.g_terms(gan, played)["info"]
+    (grad,) = torch.autograd.grad(info, next(gan.generator.parameters()))
+    assert torch.isfinite(info) and grad.abs().sum() > 0
 
 
 def test_game_refusals_name_the_fix() -> None:

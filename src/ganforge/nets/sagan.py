@@ -146,8 +146,10 @@ class SAGANDiscriminator(nn.Module):
             if self.embed is not None:
                 nn.utils.parametrizations.spectral_norm(self.embed)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, num_features): ReLU'd last block, summed over positions (what the logit reads)."""
+    def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, num_features): ReLU'd last block, summed over positions (what the logit reads). The same for
+        every label: the projection reads ``y`` after them (``y`` is taken so that every D's features are
+        called alike, as InfoGAN's Q head does)."""
         return relu(self.blocks(x)).sum(dim=(2, 3))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

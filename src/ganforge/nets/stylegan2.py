@@ -329,8 +329,8 @@ class StyleGAN2Discriminator(nn.Module):
         self.out = equalized(nn.Linear(c, 1), gain=1.0)
         self.embed = equalized(nn.Linear(num_classes, c, bias=False), gain=1.0) if num_classes is not None else None
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, num_features)``: what the logit (and the projection) read."""
+    def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``(N, num_features)``: what the logit (and the projection, which reads ``y`` after them) read."""
         h = self.blocks(lrelu(self.from_rgb(x)))
         h = lrelu(self.conv(self.mbstd(h)))
         return lrelu(self.fc(h.flatten(1)))
