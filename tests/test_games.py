@@ -259,3 +259,24 @@ def test_sample_fixes_codes_and_traverses_one_per_row(tmp_path: Path) -> None:
     assert np.load(tmp_path / "s.npz")["arr_0"].shape == (20, 28, 28, 1) and (tmp_path / "s.png").is_file()
     with pytest.raises(ConfigError, match=r"values 0\.\.9"):
         sample(compose_config("sample", [f"ckpt={ckpt}", f"out={tmp_path / 'c.npz'}", "code=[10]", "n=4"]))
+
+
+def test_traverse_on_a_conditional_coded_generator_draws_one_class(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    overrides = [*TINY_CODED, "experiment=mnist_infogan", "model.conditional=true", "~callbacks.image_metrics"]
+    train(
+        compose_config(
+            "train", [*overrides, "~callbacks.best_checkpoint", "max_gen_steps=1", f"paths.output_dir={run}"]
+        )
+    )
+    ckpt, out = run / "checkpoints" / "last.ckpt", tmp_path / "t.npz"
+    with pytest.raises(ConfigError, match="add y=K"):
+        sample(compose_config("sample", [f"ckpt={ckpt}", f"out={out}", "traverse=0", "grid_n=20"]))
+    sample(compose_config("sample", [f"ckpt={ckpt}", f"out={out}", "traverse=0", "grid_n=20", "y=3"]))
+    generator, _ = generator_from_checkpoint(load_checkpoint(ckpt))
+    latents, _ = traversal_latents(cast(CodedGenerator, generator), 0, 20, seed=0)
+    with eval_mode(generator):
+        expected = generator(latents, torch.full((20,), 3))
+    assert np.array_equal(
+        np.load(out)["arr_0"], expected.add(1).mul(127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    )

@@ -76,8 +76,15 @@ def traverse(cfg: DictConfig, generator: torch.nn.Module, device: torch.device) 
     """``traverse=K``: a grid whose rows each vary code K (other codes and noise fixed per row)."""
     generator = coded(generator, "traverse=", cfg.ckpt)
     latents, columns = traversal_latents(generator, cfg.traverse, cfg.grid_n, cfg.seed)
+    labels = None
+    if generator.num_classes is not None:  # one class for the whole grid, so that only the code varies
+        if not isinstance(cfg.get("y"), int):
+            raise ConfigError(
+                f"traverse= on a conditional generator draws one class; add y=K (K in 0..{generator.num_classes - 1})"
+            )
+        labels = sample_labels(cfg.y, len(latents), generator.num_classes, cfg.ckpt).to(device)
     with eval_mode(generator):
-        samples = generator(latents.to(device)).float().cpu()
+        samples = generator(latents.to(device), labels).float().cpu()
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, arr_0=to_uint8_nhwc(samples))
