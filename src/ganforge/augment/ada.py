@@ -14,7 +14,8 @@ may leave [-1, 1].
 Plain torch rather than kornia (its augmentation module, 0.9, was considered): kornia applies each geometric op as
 its own warp, resampling the image once per op, where the paper composes the applied ops into one matrix and
 resamples once (compounded bilinear blur would be something D can tell real from fake by); and here both kinds of
-op are a matrix product and one ``grid_sample``, so the library would add a dependency and nothing else. Left out, as in the paper's default ``bgc``: image-space
+op are a matrix product and one ``grid_sample``, so the library would add a dependency and nothing else.
+Left out, as in the paper's default ``bgc``: image-space
 filtering and additive noise. Unlike the reference code, there is no 2x supersampling with a wavelet low-pass
 filter around the warp (an anti-aliasing refinement), and ``grid_sample``'s reflection mirrors about the image's
 edges (the border pixel repeats) where the reference pads by mirroring about the border pixel's centre.
