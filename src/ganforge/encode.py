@@ -38,11 +38,11 @@ def encoder_game(checkpoint: dict[str, Any], ckpt: str) -> EncoderGame:
 
 @torch.no_grad()
 def encode_split(
-    game: EncoderGame, generator: torch.nn.Module, batches: Any, device: torch.device
+    game: EncoderGame, generator: torch.nn.Module, batches: Any, device: torch.device, keep_every: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Codes, per-image reconstruction errors (mean squared, pixels in [-1, 1]) and the first batch's
-    reconstructions, for uint8 image ``batches``."""
-    codes, errors, first = [], [], None
+    """Codes, per-image reconstruction errors (mean squared, pixels in [-1, 1]) and, stacked as (2, N, ...),
+    every ``keep_every``-th image with its reconstruction, for uint8 image ``batches``."""
+    codes, errors, kept, seen = [], [], [], 0
     with eval_mode(game), eval_mode(generator):
         for images in batches:
             x = to_unit_range(images).to(device)
@@ -50,9 +50,10 @@ def encode_split(
             reconstruction = game.decode(generator, code).float()
             codes.append(code.flatten(1).float().cpu())
             errors.append((reconstruction - x).square().flatten(1).mean(dim=1).cpu())
-            first = first if first is not None else torch.stack([x.cpu(), reconstruction.cpu()])
-    assert first is not None, "the split holds no images"
-    return torch.cat(codes), torch.cat(errors), first
+            keep = torch.arange(-seen % keep_every, len(x), keep_every, device=device)
+            kept.append(torch.stack([x[keep], reconstruction[keep]]).cpu())
+            seen += len(x)
+    return torch.cat(codes), torch.cat(errors), torch.cat(kept, dim=1)
 
 
 def encode(cfg: DictConfig) -> Path:
@@ -64,8 +65,10 @@ def encode(cfg: DictConfig) -> Path:
     generator.to(device)
     datamodule = build(train_cfg.data)
     n = cfg.n if cfg.n is not None else 10**12  # a seeded subset only when smaller than the split
+    images = min(n, len(datamodule.load_split(train=cfg.split == "train")))
     batches = split_images(datamodule, cfg.split, n, cfg.seed, cfg.batch_size)
-    z, error, first = encode_split(game, generator, batches, device)
+    # the grid's images spread over the split (splits are often sorted by class)
+    z, error, pairs = encode_split(game, generator, batches, device, keep_every=max(1, images // (cfg.grid_n // 2)))
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     labels = split_labels(datamodule, cfg.split, n, cfg.seed) if datamodule.num_classes else None
@@ -74,9 +77,9 @@ def encode(cfg: DictConfig) -> Path:
     message = f"wrote {len(z)} codes of the {cfg.split} split to {out}; reconstruction MSE {error.mean():.4f}"
     if cfg.reconstructions:
         columns = max(1, int((cfg.grid_n / 2) ** 0.5))
-        rows = first[:, : min(cfg.grid_n // 2, first.shape[1]) // columns * columns]
-        pairs = rows.unflatten(1, (-1, columns)).transpose(0, 1).flatten(0, 2)  # image rows above their redraws
-        save_image(pairs, cfg.reconstructions, nrow=columns, normalize=True, value_range=(-1, 1))
+        rows = pairs[:, : min(cfg.grid_n // 2, pairs.shape[1]) // columns * columns]
+        grid = rows.unflatten(1, (-1, columns)).transpose(0, 1).flatten(0, 2)  # image rows above their redraws
+        save_image(grid, cfg.reconstructions, nrow=columns, normalize=True, value_range=(-1, 1))
         message += f", reconstructions in {cfg.reconstructions}"
     print(message)
     return out
