@@ -38,10 +38,10 @@ def encoder_game(checkpoint: dict[str, Any], ckpt: str) -> EncoderGame:
 
 @torch.no_grad()
 def encode_split(
-    game: EncoderGame, generator: torch.nn.Module, batches: Any, device: torch.device, keep_every: int = 1
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    game: EncoderGame, generator: torch.nn.Module, batches: Any, device: torch.device, keep_every: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Codes, per-image reconstruction errors (mean squared, pixels in [-1, 1]) and, stacked as (2, N, ...),
-    every ``keep_every``-th image with its reconstruction, for uint8 image ``batches``."""
+    every ``keep_every``-th image with its reconstruction (None: none kept), for uint8 image ``batches``."""
     codes, errors, kept, seen = [], [], [], 0
     with eval_mode(game), eval_mode(generator):
         for images in batches:
@@ -50,10 +50,11 @@ def encode_split(
             reconstruction = game.decode(generator, code).float()
             codes.append(code.flatten(1).float().cpu())
             errors.append((reconstruction - x).square().flatten(1).mean(dim=1).cpu())
-            keep = torch.arange(-seen % keep_every, len(x), keep_every, device=device)
-            kept.append(torch.stack([x[keep], reconstruction[keep]]).cpu())
+            if keep_every is not None:
+                keep = torch.arange(-seen % keep_every, len(x), keep_every, device=device)
+                kept.append(torch.stack([x[keep], reconstruction[keep]]).cpu())
             seen += len(x)
-    return torch.cat(codes), torch.cat(errors), torch.cat(kept, dim=1)
+    return torch.cat(codes), torch.cat(errors), torch.cat(kept, dim=1) if kept else None
 
 
 def encode(cfg: DictConfig) -> Path:
@@ -75,7 +76,7 @@ def encode(cfg: DictConfig) -> Path:
     extra: dict[str, Any] = {} if labels is None else {"labels": labels.numpy()}
     np.savez(out, z=z.numpy(), error=error.numpy(), **extra)
     message = f"wrote {len(z)} codes of the {cfg.split} split to {out}; reconstruction MSE {error.mean():.4f}"
-    if cfg.reconstructions:
+    if cfg.reconstructions and pairs is not None:
         columns = max(1, int((cfg.grid_n / 2) ** 0.5))
         rows = pairs[:, : min(cfg.grid_n // 2, pairs.shape[1]) // columns * columns]
         grid = rows.unflatten(1, (-1, columns)).transpose(0, 1).flatten(0, 2)  # image rows above their redraws

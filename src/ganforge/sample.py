@@ -82,7 +82,7 @@ def traverse(cfg: DictConfig, generator: torch.nn.Module, device: torch.device) 
             raise ConfigError(
                 f"traverse= on a conditional generator draws one class; add y=K (K in 0..{generator.num_classes - 1})"
             )
-        labels = sample_labels(cfg.y, len(latents), generator.num_classes, cfg.ckpt).to(device)
+        labels = cast(torch.Tensor, sample_labels(cfg.y, len(latents), generator.num_classes, cfg.ckpt)).to(device)
     with eval_mode(generator):
         samples = generator(latents.to(device), labels).float().cpu()
     out = Path(cfg.out)
