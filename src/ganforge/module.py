@@ -187,16 +187,20 @@ class GANModule(LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         real, labels = self.prepare_batch(*batch)
-        y = labels if self.num_classes is not None else None  # fakes take the real batch's labels
+        y = self.game.condition(self, labels)  # class-conditional fakes take the real batch's labels
         critic = partial(self.critic, y=y)
         g_opt, d_opt = self.optimizer_list()
         adversarial = self.game.adversarial  # False: a baseline without D (no D step, no adversarial loss)
         g_step_follows = not adversarial or (self.discriminator_steps + 1) % self.n_critic == 0
         log_now = self._logs_this_batch(g_step_follows)
         with torch.set_grad_enabled(g_step_follows):  # the G step reuses this forward pass
-            played = self.game.play(self, real, y)
+            played = self.game.play(self, real, labels)
 
-        logs = self._discriminator_step(d_opt, critic, played.detached(), y, log_now) if adversarial else {}
+        logs = (
+            self._discriminator_step(d_opt, critic, self.game.discriminator_round(played), y, log_now)
+            if adversarial
+            else {}
+        )
         self.images_shown += batch_size(played.real) * self.trainer.world_size
         if g_step_follows:
             logs |= self._generator_step(g_opt, critic, played, y, log_now)

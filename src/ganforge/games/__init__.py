@@ -95,9 +95,19 @@ class Game(nn.Module):
         if gan.penalties and not self.judges_tensors:
             raise ConfigError(f"game {name}: D judges tuples, which the penalties do not take; set loss.penalties={{}}")
 
-    def play(self, gan: GANModule, real: torch.Tensor, y: torch.Tensor | None) -> Round:
-        """The batch's forward pass (with autograd on when a G step follows)."""
-        return Round(real=real, fake=gan.generator(gan.sample_latent(real.shape[0]), y))
+    def condition(self, gan: GANModule, labels: torch.Tensor) -> torch.Tensor | None:
+        """What D (and its penalties) read beside each image they judge: the class labels when the nets are
+        conditional, nothing otherwise (pix2pix: the source image)."""
+        return labels if gan.num_classes is not None else None
+
+    def play(self, gan: GANModule, real: torch.Tensor, labels: torch.Tensor) -> Round:
+        """The batch's forward pass (with autograd on when a G step follows). ``labels`` is the batch's second
+        part: class labels, or a translation task's source images."""
+        return Round(real=real, fake=gan.generator(gan.sample_latent(real.shape[0]), self.condition(gan, labels)))
+
+    def discriminator_round(self, round: Round) -> Round:
+        """What D's step judges: the round without its graph (CycleGAN swaps in fakes from its image pools)."""
+        return round.detached()
 
     def g_adversarial(self, objective: Objective, judge: Judge, round: Round) -> torch.Tensor:
         """G's side of the adversarial loss (``judge`` gives D's logits, augmentation included)."""

@@ -70,7 +70,7 @@ class AdversarialAutoencoder(EncoderGame):
     def decode(self, generator: nn.Module, code: torch.Tensor) -> torch.Tensor:
         return generator.net(code) if isinstance(generator, CodedGenerator) else generator(code)
 
-    def play(self, gan: GANModule, real: torch.Tensor, y: torch.Tensor | None) -> Round:
+    def play(self, gan: GANModule, real: torch.Tensor, labels: torch.Tensor) -> Round:
         generator, z = gan.generator, gan.sample_latent(real.shape[0])
         prior = generator.net_input(z) if isinstance(generator, CodedGenerator) else z
         code = self.encode(generator, real)

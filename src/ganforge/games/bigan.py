@@ -25,7 +25,7 @@ class BiGAN(EncoderGame):
     judges_images = False
     judges_tensors = False
 
-    def play(self, gan: GANModule, real: torch.Tensor, y: torch.Tensor | None) -> Round:
+    def play(self, gan: GANModule, real: torch.Tensor, labels: torch.Tensor) -> Round:
         z = gan.sample_latent(real.shape[0])
         return Round(real=(real, self.encoder(real)), fake=(gan.generator(z), z))
 

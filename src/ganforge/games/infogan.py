@@ -163,8 +163,8 @@ class InfoGAN(Game):
     def discriminator_side(self) -> list[nn.Module]:
         return [self.q_head]
 
-    def play(self, gan: GANModule, real: torch.Tensor, y: torch.Tensor | None) -> Round:
-        z = gan.sample_latent(real.shape[0])
+    def play(self, gan: GANModule, real: torch.Tensor, labels: torch.Tensor) -> Round:
+        z, y = gan.sample_latent(real.shape[0]), self.condition(gan, labels)
         return Round(real=real, fake=gan.generator(z, y), saved={"z": z, **({"y": y} if y is not None else {})})
 
     def _info(self, gan: GANModule, round: Round) -> dict[str, torch.Tensor]:

@@ -79,7 +79,7 @@ class VAEGAN(EncoderGame):
     def encode(self, generator: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return self.posterior(x)[0]
 
-    def play(self, gan: GANModule, real: torch.Tensor, y: torch.Tensor | None) -> Round:
+    def play(self, gan: GANModule, real: torch.Tensor, labels: torch.Tensor) -> Round:
         mean, log_var = self.posterior(real)
         z = mean + torch.randn_like(mean) * (0.5 * log_var).exp()  # the reparameterization trick
         reconstruction = gan.generator(z)
