@@ -35,9 +35,12 @@ def wandb_offline() -> bool:
         return True
 
 
-def domain_of(target: str) -> str | None:
-    """The ``domain`` (domain-classifier name) of a datamodule class given by its ``_target_``."""
-    return getattr(get_class(target), "domain", None)
+def domain_of(data: DictConfig) -> str | None:
+    """The ``domain`` (domain-classifier name) of the images a run makes from the ``data`` config: its datamodule's,
+    or for a datamodule built on others that of the one holding the targets (paired: ``base``; unpaired: domain B,
+    ``base_b``, or ``base_a`` when both domains come from one dataset)."""
+    base = next((data[key] for key in ("base", "base_b", "base_a") if data.get(key) is not None), data)
+    return getattr(get_class(base._target_), "domain", None)
 
 
 def classes_if(conditional: bool, num_classes: int | None) -> int | None:
@@ -129,8 +132,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return checkpoint
 
 
-def generator_from_checkpoint(checkpoint: dict[str, Any], ema: bool = True) -> tuple[torch.nn.Module, DictConfig]:
+def generator_from_checkpoint(
+    checkpoint: dict[str, Any], ema: bool = True, translation: bool = False
+) -> tuple[torch.nn.Module, DictConfig]:
     """Rebuild the generator a checkpoint was trained with; the EMA copy when present and asked for.
+    ``translation``: the caller runs a generator that reads images (``ganforge-translate``), not noise; the
+    other kind is refused with the entry point that takes it.
 
     The parts of the returned config that sample, eval and the notebook build, ``model`` and ``data``,
     have passed :func:`~ganforge.checkpoint_safety.check_config`; the rest (a user's own callbacks or
@@ -139,6 +146,13 @@ def generator_from_checkpoint(checkpoint: dict[str, Any], ema: bool = True) -> t
     check_config({part: checkpoint["hyper_parameters"].get(part) for part in BUILT_FROM_CHECKPOINTS})
     cfg = OmegaConf.create(checkpoint["hyper_parameters"])
     generator = instantiate(cfg.model.generator)
+    name = type(generator).__name__
+    if hasattr(generator, "source_shape") != translation:
+        if translation:
+            raise ConfigError(f"this checkpoint's generator ({name}) reads noise; use ganforge-sample or ganforge-eval")
+        raise ConfigError(
+            f"this checkpoint's generator ({name}) translates images; use ganforge-translate ckpt=... input=... out=..."
+        )
     state = checkpoint["state_dict"]
     prefix = "generator_ema.module." if ema and any(k.startswith("generator_ema.") for k in state) else "generator."
     generator.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})

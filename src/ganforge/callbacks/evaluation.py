@@ -12,9 +12,8 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 
 from ganforge.callbacks.sample_grid import log_image
-from ganforge.callbacks.schedule import EveryNGenSteps
+from ganforge.callbacks.schedule import EveryNGenSteps, datamodule_with
 from ganforge.distributed import broadcast_buffers, gather_shards
-from ganforge.errors import ConfigError
 from ganforge.generation import class_major_labels, generate_batches
 from ganforge.metrics.features import FeatureExtractor
 from ganforge.metrics.image_metrics import ImageScorer, reference_scorer, score_images
@@ -60,14 +59,10 @@ class ModeCoverage(EveryNGenSteps):
     @staticmethod
     def _mixture(trainer: Trainer) -> Any:
         """The run's datamodule, which must be a 2-D mixture (it has the mode ``centres``)."""
-        datamodule = trainer.datamodule  # type: ignore[attr-defined]  # set by fit
-        if not hasattr(datamodule, "centres"):
-            name = getattr(datamodule, "name", type(datamodule).__name__)
-            raise ConfigError(
-                f"callbacks.mode_coverage (callbacks=toy) scores 2-D mixtures, but the data is {name}; train on "
-                "data=ring or data=grid (with model=mlp), or use callbacks=default for image data"
-            )
-        return datamodule
+        return datamodule_with(
+            trainer, "centres", "callbacks.mode_coverage (callbacks=toy) scores 2-D mixtures, but the data is {name}; "
+            "train on data=ring or data=grid (with model=mlp), or use callbacks=default for image data",
+        )  # fmt: skip
 
     def run(self, trainer: Trainer, pl_module: GANModule) -> None:
         datamodule = self._mixture(trainer)

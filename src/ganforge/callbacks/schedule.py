@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
@@ -10,6 +10,15 @@ from ganforge.errors import ConfigError
 
 if TYPE_CHECKING:
     from ganforge.module import GANModule
+
+
+def datamodule_with(trainer: Trainer, attribute: str, refusal: str) -> Any:
+    """The run's datamodule, which a callback needs to have ``attribute``; else a ConfigError: ``refusal``,
+    formatted with the data's ``name``."""
+    datamodule = trainer.datamodule  # type: ignore[attr-defined]  # set by fit
+    if not hasattr(datamodule, attribute):
+        raise ConfigError(refusal.format(name=getattr(datamodule, "name", type(datamodule).__name__)))
+    return datamodule
 
 
 class EveryNGenSteps(Callback):

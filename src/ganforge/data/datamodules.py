@@ -47,21 +47,30 @@ class TensorImages(Dataset[Batch]):
         index = torch.as_tensor(indices)
         return self.images[index], self.labels[index]
 
+    def select(self, index: torch.Tensor) -> TensorImages:
+        """The samples at ``index``, as a dataset of the same kind."""
+        return TensorImages(self.images[index], self.labels[index])
+
 
 def collate_prebatched(batch: Batch) -> Batch:
     """``TensorImages.__getitems__`` already returns a batch."""
     return batch
 
 
+def to_unit_interval(tensor: torch.Tensor) -> torch.Tensor:
+    """uint8 images scaled to [-1, 1]; anything else (labels, 2-D points) as it is."""
+    return tensor.float().div_(127.5).sub_(1.0) if tensor.dtype == torch.uint8 else tensor
+
+
 class GANDataModule(LightningDataModule):
     """What every dataset shares: resumable shuffling, per-rank sharding and [-1, 1] scaling.
 
-    Subclasses implement :meth:`load_split`. Image batches travel as uint8 (4x less to copy)
-    and are scaled on the device in :meth:`on_after_batch_transfer` (float data, such as 2-D
-    points, passes through), which also counts the batches consumed so that a checkpoint
-    records the data position. ``resolution=None`` marks vector data. ``domain`` names the
-    classifier (``ganforge.metrics.classifier``) whose features FID/KID/IS use on this data;
-    datasets that share one (MNIST and its subset) share the name.
+    Subclasses implement :meth:`load_split`. Image batches travel as uint8 (4x less to copy; every
+    uint8 part of a batch, as translation tasks' (target, source) pairs) and are scaled on the device
+    in :meth:`on_after_batch_transfer` (float data, such as 2-D points, passes through), which also
+    counts the batches consumed so that a checkpoint records the data position. ``resolution=None`` marks
+    vector data. ``domain`` names the classifier (``ganforge.metrics.classifier``) whose features
+    FID/KID/IS use on this data; datasets that share one (MNIST and its subset) share the name.
     """
 
     name = "dataset"
@@ -115,7 +124,7 @@ class GANDataModule(LightningDataModule):
             )
         index = torch.randperm(available, generator=torch.Generator().manual_seed(self.subset_seed))[: self.subset]
         if isinstance(dataset, TensorImages):
-            return TensorImages(dataset.images[index], dataset.labels[index])
+            return dataset.select(index)
         return Subset(dataset, index.tolist())
 
     def train_dataloader(self) -> DataLoader:
@@ -154,10 +163,7 @@ class GANDataModule(LightningDataModule):
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         if self.trainer is not None and self.trainer.training:
             self.batches_consumed += 1
-        images, labels = batch
-        if images.dtype == torch.uint8:
-            images = images.float().div_(127.5).sub_(1.0)
-        return images, labels
+        return cast(Batch, tuple(to_unit_interval(t) for t in batch))
 
     def state_dict(self) -> dict[str, Any]:
         return {"batches_consumed": self.batches_consumed}

@@ -66,8 +66,12 @@ def _split_subset(datamodule: GANDataModule, split: str, n: int, seed: int) -> t
             "metrics.reference_split=train or metrics.reference_split=test"
         )
     dataset: Dataset = datamodule.load_split(train=split == "train")
-    size = len(dataset)  # type: ignore[arg-type]
-    return dataset, torch.randperm(size, generator=torch.Generator().manual_seed(seed))[: min(n, size)].sort().values
+    return dataset, subset_index(len(dataset), n, seed)  # type: ignore[arg-type]
+
+
+def subset_index(size: int, n: int, seed: int) -> torch.Tensor:
+    """The sorted indices of a seeded random ``n`` of ``size`` items (all of them when fewer)."""
+    return torch.randperm(size, generator=torch.Generator().manual_seed(seed))[: min(n, size)].sort().values
 
 
 def split_labels(datamodule: GANDataModule, split: str, n: int, seed: int) -> torch.Tensor:
