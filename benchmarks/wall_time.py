@@ -12,7 +12,8 @@ default ``metrics`` protocol), so no run spends its budget on intermediate evalu
 side by side. A run may carry its own overrides in one quoted argument,
 ``"fmnist_stylegan2 data.subset=2000 augment=ada"`` (the experiment first); the whole string labels
 its row. The table (gen steps, kimg, FID, KID, IS, precision, recall, class accuracy where
-the model is conditional, measured wall time) goes into ``benchmarks/RESULTS.md`` between
+the model is conditional, PSNR / SSIM / L1 for image-to-image games, measured wall time) goes into
+``benchmarks/RESULTS.md`` between
 markers, with the machine, date and command.
 
     .venv/bin/python benchmarks/wall_time.py fmnist_dcgan fmnist_sagan_cond --minutes 30 --concurrent 2
@@ -38,7 +39,7 @@ from ganforge.config import load_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 BEGIN, END = "<!-- wall-time:begin -->", "<!-- wall-time:end -->"
-COLUMNS = ("fid", "kid", "is", "precision", "recall", "class_accuracy", "intra_fid")
+COLUMNS = ("psnr", "ssim", "l1", "fid", "kid", "is", "precision", "recall", "class_accuracy", "intra_fid")
 
 
 def command(run: str, train_seconds: int, run_dir: Path, extra: list[str]) -> list[str]:
@@ -120,7 +121,8 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
             "",
             f"Metrics at the end of each run: {protocol['generated']} vs {protocol['reference']}; features "
             f"`{protocol['extractor']}`; KID {protocol['kid_subsets']} subsets of {protocol['kid_subset_size']}, "
-            f"IS {protocol['is_splits']} splits, precision/recall k={protocol['pr_neighbourhood']}.",
+            f"IS {protocol['is_splits']} splits, precision/recall k={protocol['pr_neighbourhood']}"
+            + (f"; {protocol['paired']}." if "paired" in protocol else "."),
         ]
     )
 

@@ -107,3 +107,13 @@ def test_encoders_scores_trained_and_initial_codes(tmp_path: Path) -> None:
             value = float(rows[f"{name}, {when}"].split(" ± ")[0])
             assert 0 < value < (1 if name != "reconstruction MSE" else 4), (name, when, value)
     assert "probe gain over init" in rows
+
+
+def test_translation_baselines_score_the_source_and_the_mean_image() -> None:
+    """paired_lowres4 on 64 test pairs: bicubic upsampling is closer to the targets than the mean image."""
+    out = run_benchmark("translation_baselines.py", "paired_lowres4", "--n", "64", "--overrides",
+                        "metrics.scorer.kid_subset_size=16")  # fmt: skip
+    rows = {line.split("|")[2].strip(): line.split("|")[3:-1] for line in out.splitlines() if "| paired_" in line}
+    assert set(rows) == {"source as output", "mean training image"}
+    psnr = {label: float(cells[0]) for label, cells in rows.items()}
+    assert 10 < psnr["mean training image"] < psnr["source as output"] < 40

@@ -23,12 +23,18 @@ GROUPS = ["data", "model", "loss", "optim", "augment", "game", "trainer", "logge
 GROUPS += ["experiment", "debug"]
 #: Nets that only a game can play (D on codes or on pairs), and games that need their own nets.
 PAIRED = {
-    ("model", "aae"): "game=aae",
-    ("model", "aae_clusters"): "game=aae",
-    ("model", "bigan"): "game=bigan",
-    ("game", "aae"): "model=aae",
-    ("game", "bigan"): "model=bigan",
-    ("game", "infogan"): "model=infogan",
+    ("model", "aae"): ["game=aae"],
+    ("model", "aae_clusters"): ["game=aae"],
+    ("model", "bigan"): ["game=bigan"],
+    ("game", "aae"): ["model=aae"],
+    ("game", "bigan"): ["model=bigan"],
+    ("game", "infogan"): ["model=infogan"],
+    ("model", "pix2pix"): ["game=pix2pix", "data=paired_edges"],
+    ("game", "pix2pix"): ["model=pix2pix", "data=paired_edges"],
+    ("model", "srgan"): ["game=srgan", "data=paired_lowres4"],
+    ("game", "srgan"): ["model=srgan", "data=paired_lowres4"],
+    ("model", "cyclegan"): ["game=cyclegan", "data=unpaired_sneaker_boot"],
+    ("game", "cyclegan"): ["model=cyclegan", "data=unpaired_sneaker_boot"],
 }
 OPTIONS = [
     (group, p.name.removesuffix(".yaml"))
@@ -52,9 +58,9 @@ def test_option_composes_and_instantiates(
 
     Data without a domain classifier is scored in Inception features: offline, from a weights file."""
     overrides = [f"{group}={option}", f"paths.output_dir={tmp_path}"]
-    overrides += [PAIRED[group, option]] if (group, option) in PAIRED else []
+    overrides += PAIRED.get((group, option), [])
     overrides.append(f"metrics.features.weights_path={random_inception_weights}")
-    if group == "data" and option == "image_folder":
+    if group == "data" and option in ("image_folder", "paired_folder", "unpaired_folder"):
         overrides.append(f"data.data_dir={tmp_path}")
     if group == "data" and option in ("ring", "grid"):
         overrides.append("model=mlp")  # points, not images: the convolutional default does not apply
@@ -65,11 +71,17 @@ def test_option_composes_and_instantiates(
     assert isinstance(datamodule, LightningDataModule)
     module = build_module(cfg)
     assert isinstance(module, GANModule)
-    y = torch.tensor([0, 1]) if module.generator.num_classes else None  # conditional models take labels
-    fake = module.generator(torch.randn(2, module.latent_dim), y)
+    if hasattr(module.generator, "source_shape"):  # an image-to-image generator reads a source image
+        labels = torch.rand(2, *module.generator.source_shape) * 2 - 1
+        fake = module.generator(labels)
+    else:
+        labels = torch.tensor([0, 1])  # class labels, which conditional models read
+        fake = module.generator(torch.randn(2, module.latent_dim), module.game.condition(module, labels))
     assert fake.shape == (2, *sample_shape(cfg.data.channels, cfg.data.resolution))
-    played = module.game.play(module, fake.detach(), y)  # what D judges: images, codes or pairs
-    assert module.discriminator(played.real, y).shape == module.discriminator(played.fake, y).shape == (2,)
+    y = module.game.condition(module, labels)
+    played = module.game.play(module, fake.detach(), labels)  # what D judges: images, codes or pairs
+    real_logits, fake_logits = module.discriminator(played.real, y), module.discriminator(played.fake, y)
+    assert real_logits.shape == fake_logits.shape and real_logits.shape[0] == 2  # PatchGANs: one per patch
     configured = module.configure_optimizers()
     g_opt, d_opt = configured[0] if isinstance(configured, tuple) else configured  # (optimizers, schedulers)
     assert g_opt.param_groups[0]["lr"] == cfg.optim.generator.lr

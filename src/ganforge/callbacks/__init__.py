@@ -5,5 +5,15 @@ from ganforge.callbacks.checkpoint import AtomicCheckpointIO, GenStepCheckpoint
 from ganforge.callbacks.evaluation import ImageMetrics, ModeCoverage
 from ganforge.callbacks.progress import GANProgressBar
 from ganforge.callbacks.sample_grid import SampleGrid
+from ganforge.callbacks.translation import TranslationGrid, TranslationMetrics
 
-__all__ = ["AtomicCheckpointIO", "GANProgressBar", "GenStepCheckpoint", "ImageMetrics", "ModeCoverage", "SampleGrid"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "GANProgressBar",
+    "GenStepCheckpoint",
+    "ImageMetrics",
+    "ModeCoverage",
+    "SampleGrid",
+    "TranslationGrid",
+    "TranslationMetrics",
+]

@@ -9,7 +9,9 @@ from ganforge.data.datamodules import (
     MNIST5kDataModule,
     MNISTDataModule,
 )
+from ganforge.data.paired import PairedDataModule, PairedFolderDataModule
 from ganforge.data.toy import GaussianMixtureDataModule
+from ganforge.data.unpaired import UnpairedDataModule, UnpairedFolderDataModule
 
 __all__ = [
     "CIFAR10DataModule",
@@ -20,4 +22,8 @@ __all__ = [
     "ImageFolderDataModule",
     "MNIST5kDataModule",
     "MNISTDataModule",
+    "PairedDataModule",
+    "PairedFolderDataModule",
+    "UnpairedDataModule",
+    "UnpairedFolderDataModule",
 ]

@@ -6,6 +6,7 @@ from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
 from ganforge.nets.progan import ProGANDiscriminator, ProGANGenerator
 from ganforge.nets.sagan import SAGANDiscriminator, SAGANGenerator
 from ganforge.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from ganforge.nets.translation import PatchDiscriminator, ResnetGenerator, SRResNetGenerator, UNetGenerator
 
 __all__ = [
     "DCGANDiscriminator",
@@ -13,10 +14,14 @@ __all__ = [
     "JointDiscriminator",
     "MLPDiscriminator",
     "MLPGenerator",
+    "PatchDiscriminator",
     "ProGANDiscriminator",
     "ProGANGenerator",
+    "ResnetGenerator",
     "SAGANDiscriminator",
     "SAGANGenerator",
+    "SRResNetGenerator",
     "StyleGAN2Discriminator",
     "StyleGAN2Generator",
+    "UNetGenerator",
 ]

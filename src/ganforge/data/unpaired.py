@@ -1,0 +1,139 @@
+"""Unpaired data for CycleGAN: two image domains, A and B, each sampled independently of the other.
+
+A batch is ``(b, a)``: domain B where images stand (what FID references read), domain A where sources stand.
+Each split is as long as its larger domain; the smaller one repeats, in a fixed random order, so the two
+domains are shuffled independently and which a goes with which b means nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from ganforge.data.datamodules import Batch, GANDataModule, TensorImages, ToChannels, find_images
+from ganforge.data.paired import PairedImages
+from ganforge.errors import ConfigError, DatasetNotFoundError
+
+
+def of_classes(split: TensorImages, classes: Sequence[int] | None, name: str) -> TensorImages:
+    """The images of ``classes`` (all of them for None)."""
+    if classes is None:
+        return split
+    keep = torch.isin(split.labels, torch.as_tensor(list(classes)))
+    if not keep.any():
+        raise ConfigError(f"data.{name}={list(classes)}: no image of the split has these labels")
+    return split.select(keep.nonzero().flatten())
+
+
+def interleaved(n_a: int, n_b: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices into two domains of ``n_a`` and ``n_b`` items, as many as the larger holds: the larger in order,
+    the smaller cycled through in a seeded random order."""
+    n = max(n_a, n_b)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return tuple(torch.arange(n) if k == n else order % k for k in (n_a, n_b))  # type: ignore[return-value]
+
+
+class UnpairedDataModule(GANDataModule):
+    """Two domains from in-memory datasets: ``base_a`` (classes ``classes_a``) and ``base_b`` (``classes_b``;
+    ``base_b=null`` takes ``base_a``), e.g. Fashion-MNIST's sneakers (7) and ankle boots (9), or MNIST-5k and
+    Fashion-MNIST. Both domains must share channels and resolution (their datamodules resize)."""
+
+    paired = False
+
+    def __init__(
+        self,
+        base_a: GANDataModule,
+        base_b: GANDataModule | None = None,
+        classes_a: Sequence[int] | None = None,
+        classes_b: Sequence[int] | None = None,
+        source_channels: int = 1,
+        source_resolution: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.base_a, self.base_b = base_a, base_b or base_a
+        self.classes_a = list(classes_a) if classes_a is not None else None
+        self.classes_b = list(classes_b) if classes_b is not None else None
+        shapes = {(d.channels, d.resolution) for d in (self.base_a, self.base_b)} | {
+            (source_channels, source_resolution)
+        }
+        if len(shapes | {(self.channels, self.resolution)}) > 1:
+            raise ConfigError(
+                f"data: domains A and B and the config must agree on channels and resolution; got {sorted(shapes)} "
+                f"and data.channels={self.channels} data.resolution={self.resolution}"
+            )
+        self.source_channels, self.source_resolution = source_channels, source_resolution
+        self.name = f"{self.base_a.name} {self.classes_a or 'all'} <-> {self.base_b.name} {self.classes_b or 'all'}"
+        self.domain = self.base_b.domain  # outputs of A -> B are scored as B images
+        self.target_classes = self.classes_b
+        self._splits: dict[bool, PairedImages] = {}
+
+    def load_split(self, train: bool) -> PairedImages:
+        if train not in self._splits:
+            splits = [base.load_split(train) for base in (self.base_a, self.base_b)]
+            if not all(isinstance(split, TensorImages) for split in splits):
+                raise ConfigError(
+                    "unpaired domains must be in-memory datasets; for images on disk use data=unpaired_folder"
+                )
+            a = of_classes(splits[0], self.classes_a, "classes_a")  # type: ignore[arg-type]
+            b = of_classes(splits[1], self.classes_b, "classes_b")  # type: ignore[arg-type]
+            ia, ib = interleaved(len(a), len(b), seed=int(train))
+            self._splits[train] = PairedImages(b.images[ib], b.labels[ib], a.images[ia])
+        return self._splits[train]
+
+
+class UnpairedFiles(Dataset[Batch]):
+    """Two folders of image files, decoded on demand: item i is ``(b, a)`` of :func:`interleaved` indices."""
+
+    def __init__(self, files_a: list[Path], files_b: list[Path], to_tensor: Any, seed: int) -> None:
+        self.files_a, self.files_b, self.to_tensor = files_a, files_b, to_tensor
+        self.index_a, self.index_b = interleaved(len(files_a), len(files_b), seed)
+        self.targets = [0] * len(self.index_a)
+
+    def __len__(self) -> int:
+        return len(self.index_a)
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.to_tensor(self.files_b[self.index_b[index]]), self.to_tensor(self.files_a[self.index_a[index]])
+
+
+class UnpairedFolderDataModule(GANDataModule):
+    """CycleGAN's folder layout under ``data_dir``: ``trainA/``, ``trainB/``, ``testA/``, ``testB/`` (horse2zebra,
+    monet2photo, ...); every image converted to ``channels`` and resized to ``resolution`` (square)."""
+
+    paired = False
+    name = "unpaired image folders"
+
+    def __init__(self, source_channels: int = 3, source_resolution: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if source_channels != self.channels or source_resolution not in (None, self.resolution):
+            raise ConfigError("data: both domains of unpaired folders share data.channels and data.resolution")
+        self.source_channels, self.source_resolution = self.channels, self.resolution
+        self.target_classes = None
+
+    def load_split(self, train: bool) -> UnpairedFiles:
+        root = Path(self.data_dir).expanduser()
+        split = "train" if train else "test"
+        files = []
+        for side in "AB":
+            folder = root / f"{split}{side}"
+            found = find_images(folder)[0] if folder.is_dir() else []
+            if not found:
+                raise DatasetNotFoundError(
+                    f"data.data_dir={self.data_dir!r}: {split}{side}/ is missing or holds no images; CycleGAN's "
+                    "layout is <data_dir>/trainA, trainB, testA, testB"
+                )
+            files.append(found)
+        return UnpairedFiles(files[0], files[1], self.read, seed=int(train))
+
+    def read(self, path: Path) -> torch.Tensor:
+        with Image.open(path) as image:
+            tensor = v2.functional.pil_to_tensor(ToChannels(self.channels)(image))
+        size = [self.resolution or tensor.shape[-2], self.resolution or tensor.shape[-1]]
+        return v2.functional.resize(tensor, size, antialias=True)
