@@ -33,7 +33,7 @@ def code_accuracy(checkpoint_file: Path, per_value: int, sample_seed: int) -> tu
     checkpoint = load_checkpoint(checkpoint_file)
     generator, cfg = generator_from_checkpoint(checkpoint)
     coded = cast(CodedGenerator, generator)
-    domain = domain_of(cfg.data._target_)
+    domain = domain_of(cfg.data)
     if domain is None:
         raise SystemExit(f"{cfg.data._target_} has no domain classifier to name the classes")
     classifier, metadata = load_classifier(classifier_path(domain))

@@ -1,13 +1,14 @@
 """The trivial baselines a translation model must beat, scored like a model's outputs on the test split.
 
-For each paired dataset (``data=<name>``): the source itself as the output (resized bicubically to the target's
-size and given its channels: for ``paired_edges`` the edge map, for ``paired_lowres4`` bicubic upsampling, the
-baseline SRResNet must beat), and the per-pixel mean of the training targets (the best constant output under
-squared error). Both are scored as ``callbacks.translation_metrics`` scores a generator: PSNR, SSIM and L1
-against the targets, and FID / KID / IS / precision / recall against the same test targets in the data's
-feature space (``metrics`` group).
+For each paired or unpaired dataset (``data=<name>``): the source itself as the output (resized bicubically
+to the target's size and given its channels: for ``paired_edges`` the edge map, for ``paired_lowres4``
+bicubic upsampling, the baseline SRResNet must beat), and the per-pixel mean of the training targets (the
+best constant output under squared error). Both are scored as ``callbacks.translation_metrics`` scores a
+generator: PSNR, SSIM and L1 against the targets (paired data), FID / KID / IS / precision / recall against
+the same test targets in the data's feature space (``metrics`` group) and, where the data names the target
+classes (``unpaired_sneaker_boot``), the share of outputs classified as one of them.
 
-    .venv/bin/python benchmarks/translation_baselines.py paired_edges paired_lowres4
+    .venv/bin/python benchmarks/translation_baselines.py paired_edges paired_lowres4 unpaired_sneaker_boot
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ganforge.data.datamodules import to_unit_interval
 from ganforge.metrics.image_metrics import reference_scorer, subset_index
 from ganforge.metrics.translation import pairs, translation_scores
 
-COLUMNS = ("psnr", "ssim", "l1", "fid", "kid", "is", "precision", "recall")
+COLUMNS = ("psnr", "ssim", "l1", "target_class", "fid", "kid", "is", "precision", "recall")
 
 
 def as_target(source: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -44,7 +45,7 @@ def constant(image: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("datasets", nargs="+", help="paired data options (data=<name>)")
+    parser.add_argument("datasets", nargs="+", help="paired or unpaired data options (data=<name>)")
     parser.add_argument("--n", type=int, default=10_000, help="test pairs scored (a seeded subset when fewer)")
     parser.add_argument("--overrides", nargs="*", default=[], help="extra overrides for every dataset's config")
     args = parser.parse_args()
@@ -66,8 +67,10 @@ def main() -> None:
         }
         for label, output in baselines.items():
             batches = pairs(test, subset_index(len(test), args.n, cfg.metrics.seed), cfg.metrics.batch_size)
-            scores = translation_scores(output, batches, "cpu", scorer, features)
-            print(f"| {name} | {label} | " + " | ".join(f"{scores[c]:.4g}" for c in COLUMNS) + " |", flush=True)
+            scores = translation_scores(output, batches, "cpu", scorer, features, paired=getattr(data, "paired", True),
+                                        target_classes=getattr(data, "target_classes", None))  # fmt: skip
+            cells = [f"{scores[c]:.4g}" if c in scores else "–" for c in COLUMNS]
+            print(f"| {name} | {label} | " + " | ".join(cells) + " |", flush=True)
     print(f"\n{args.n} test pairs (seeded subset, seed 0), scored as callbacks.translation_metrics scores a model.")
 
 

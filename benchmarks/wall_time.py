@@ -39,7 +39,20 @@ from ganforge.config import load_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 BEGIN, END = "<!-- wall-time:begin -->", "<!-- wall-time:end -->"
-COLUMNS = ("psnr", "ssim", "l1", "fid", "kid", "is", "precision", "recall", "class_accuracy", "intra_fid")
+COLUMNS = (
+    "psnr",
+    "ssim",
+    "l1",
+    "cycle_l1",
+    "target_class",
+    "fid",
+    "kid",
+    "is",
+    "precision",
+    "recall",
+    "class_accuracy",
+    "intra_fid",
+)
 
 
 def command(run: str, train_seconds: int, run_dir: Path, extra: list[str]) -> list[str]:

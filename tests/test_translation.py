@@ -240,8 +240,10 @@ def test_translation_games_refuse_what_they_cannot_combine_with(tiny_cfg: Compos
 def test_pix2pix_trains_and_ganforge_translate_runs_its_checkpoint(tiny_cfg: Compose, tmp_path: Path) -> None:
     train(_tiny_translation(tiny_cfg, "fmnist_pix2pix", "max_gen_steps=4", "metrics.every_n_gen_steps=4"))
     run = tmp_path / "run"
-    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+    written = json.loads((run / "metrics.json").read_text())
+    metrics = written["metrics"]
     assert {"psnr", "ssim", "l1", "fid", "kid"} <= metrics.keys() and metrics["psnr"] > 0
+    assert "translations of 100 test-split sources (seeded subset" in written["protocol"]["generated"]
     grid = Image.open(run / "samples" / "gen_step_0000004.png")
     assert grid.size == (8 * 34 + 2, 3 * 34 + 2)  # rows source | output | target of 8 pairs (32 px + padding)
 

@@ -90,8 +90,11 @@ class TranslationMetrics(EveryNGenSteps):
     def protocol(self, trainer: Trainer) -> dict[str, Any]:
         assert self.scorer is not None
         kind = cast(GANModule, trainer.lightning_module).sampling_generator_name
+        available = len(paired_datamodule(trainer, "translation_metrics").load_split(train=False))
+        chosen = f"{self.n} test-split sources (seeded subset, seed {self.seed})"
         return {
-            "generated": f"the {kind}'s translations of {self.n} test-split sources (seeded subset, seed {self.seed})",
+            "generated": f"the {kind}'s translations of "
+            + (chosen if self.n < available else f"all {available} test-split sources"),
             "paired": "psnr (dB), ssim and l1 of each output against its target, in [0, 1], averaged over pairs; "
             "cycle_l1 of the round trip against the source; target_class: outputs classified as the target domain",
             **self.scorer.protocol(),
