@@ -71,7 +71,10 @@ def main() -> None:
                                         target_classes=getattr(data, "target_classes", None))  # fmt: skip
             cells = [f"{scores[c]:.4g}" if c in scores else "–" for c in COLUMNS]
             print(f"| {name} | {label} | " + " | ".join(cells) + " |", flush=True)
-    print(f"\n{args.n} test pairs (seeded subset, seed 0), scored as callbacks.translation_metrics scores a model.")
+    print(
+        f"\nAt most {args.n} test pairs (a seeded subset of a larger split, seed 0), scored as "
+        "callbacks.translation_metrics scores a model."
+    )
 
 
 if __name__ == "__main__":

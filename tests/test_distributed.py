@@ -108,6 +108,17 @@ def test_ddp_spawn_trains_with_identical_ranks(tmp_path: Path) -> None:
     assert_same_weights(ranks)
 
 
+@pytest.mark.slow
+def test_ddp_trains_an_image_to_image_game_with_identical_ranks(tmp_path: Path) -> None:
+    """pix2pix on 2 CPU ranks: the (target, source) batches shard like images, the ranks' nets stay equal
+    and every rank's translation metrics (it scores the whole set) agree."""
+    mnist = ["data.base._target_=ganforge.data.MNIST5kDataModule", "~data.base.system_dir"]
+    ranks = train_ddp("ddp_cpu", tmp_path, "experiment=fmnist_pix2pix", *mnist)
+    assert ranks[0]["world_size"] == 2 and ranks[0]["generator_steps"] == 6
+    assert_same_weights(ranks)
+    assert ranks[0]["metrics"]["metrics/psnr"] == ranks[1]["metrics"]["metrics/psnr"] > 0
+
+
 #: Two-job sweeps: Hydra's basic sweeper (two seeds) and Optuna (two trials, which it samples; the
 #: study is named because the default study name, ${task_name}, is resolved before Hydra sets its config).
 SWEEPS = {

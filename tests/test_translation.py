@@ -272,6 +272,22 @@ def test_pix2pix_trains_and_ganforge_translate_runs_its_checkpoint(tiny_cfg: Com
         translate(OmegaConf.create(base | {"inverse": True, "input": str(folder), "out": str(tmp_path / "x")}))
 
 
+def test_pix2pix_takes_the_projects_penalties_ema_and_spectral_norm(tiny_cfg: Compose, tmp_path: Path) -> None:
+    """R1 on the conditioned PatchGAN (D reads the source beside the image), an EMA generator and spectral
+    norm on D: the same switches as for the plain GAN, each visible in the run."""
+    cfg = _tiny_translation(tiny_cfg, "fmnist_pix2pix", "max_gen_steps=3", "+loss/penalties=[r1]",
+                            "loss.penalties.r1.every=1", "ema_decay=0.9", "model.discriminator.spectral_norm=true",
+                            "trainer.log_every_n_steps=1", "~callbacks.translation_metrics",
+                            "~callbacks.best_checkpoint")  # fmt: skip
+    metrics = train(cfg)
+    weight = cfg.loss.penalties.r1.weight
+    assert metrics["penalty/r1"] > 0
+    assert metrics["loss/d"] == pytest.approx(metrics["loss/d_adversarial"] + weight * metrics["penalty/r1"], rel=1e-5)
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["state_dict"]
+    assert any(key.startswith("generator_ema.") for key in state)
+    assert any("parametrizations.weight.original" in key for key in state if key.startswith("discriminator."))
+
+
 def test_the_baselines_without_d_train_g_alone(tiny_cfg: Compose, tmp_path: Path) -> None:
     cfg = _tiny_translation(tiny_cfg, "fmnist_srresnet", "max_gen_steps=3", "~callbacks.translation_metrics",
                             "~callbacks.best_checkpoint")  # fmt: skip
