@@ -116,5 +116,5 @@ def test_translation_baselines_score_the_source_and_the_mean_image() -> None:
     rows = {line.split("|")[2].strip(): line.split("|")[3:-1] for line in out.splitlines() if "| paired_" in line}
     assert set(rows) == {"source as output", "mean training image"}
     psnr = {label: float(cells[0]) for label, cells in rows.items()}
-    assert all(cells[3] == "–" for cells in rows.values())  # target_class: the data names no target classes
+    assert all(cells[3].strip() == "–" for cells in rows.values())  # target_class: the data names no target classes
     assert 10 < psnr["mean training image"] < psnr["source as output"] < 40
