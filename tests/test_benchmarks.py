@@ -95,10 +95,11 @@ def test_infogan_codes_trains_a_seed_and_scores_its_code(tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_encoders_scores_trained_and_initial_codes(tmp_path: Path) -> None:
-    """Two steps of mnist_aae_clusters: probes, 1-NN, reconstruction and clusters, trained and at init."""
+    """Two steps of mnist_aae_clusters: probes, 1-NN, reconstruction and clusters, trained and at init; the
+    probes of the initial encoder trained on labels."""
     out = run_benchmark("encoders.py", "mnist_aae_clusters", "--seeds", "0", "--train-images", "500", "--out",
-                        str(tmp_path), "--overrides", "max_gen_steps=2", "model.generator.net.width=8",
-                        "game.encoder.width=8")  # fmt: skip
+                        str(tmp_path), "--supervised-epochs", "3", "--overrides", "max_gen_steps=2",
+                        "model.generator.net.width=8", "game.encoder.width=8")  # fmt: skip
     rows = {
         line.split("|")[1].strip(): line.split("|")[2].strip() for line in out.splitlines() if line.startswith("| ")
     }
@@ -107,6 +108,9 @@ def test_encoders_scores_trained_and_initial_codes(tmp_path: Path) -> None:
             value = float(rows[f"{name}, {when}"].split(" ± ")[0])
             assert 0 < value < (1 if name != "reconstruction MSE" else 4), (name, when, value)
     assert "probe gain over init" in rows
+    supervised = {name: float(rows[f"{name}, supervised"].split(" ± ")[0]) for name in ("probe", "1-NN")}
+    assert supervised["probe"] > float(rows["probe, at init"].split(" ± ")[0]) + 0.1, (supervised, rows)
+    assert "reconstruction MSE, supervised" not in rows
 
 
 def test_translation_baselines_score_the_source_and_the_mean_image() -> None:
