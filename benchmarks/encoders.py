@@ -122,11 +122,11 @@ def main() -> None:
         generator, cfg = generator_from_checkpoint(checkpoint, ema=False)
         data = build(cfg.data)
         trained = scores(game, generator, data, args.train_images)
-        found = {"trained": trained, "at init": scores(*at_init(checkpoint), data, args.train_images)}
-        if args.supervised_epochs:
-            reference, its_generator = at_init(checkpoint)
-            supervised(reference, its_generator, data, args.train_images, args.supervised_epochs, seed)
-            found["supervised"] = scores(reference, its_generator, data, args.train_images)
+        initial, its_generator = at_init(checkpoint)
+        found = {"trained": trained, "at init": scores(initial, its_generator, data, args.train_images)}
+        if args.supervised_epochs:  # the initial encoder, now trained on labels
+            supervised(initial, its_generator, data, args.train_images, args.supervised_epochs, seed)
+            found["supervised"] = scores(initial, its_generator, data, args.train_images)
         steps = checkpoint["ganforge"]["generator_steps"]
         print(f"seed {seed} ({steps} gen steps): {found}", flush=True)
         for when, its_scores in found.items():
