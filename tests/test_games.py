@@ -50,8 +50,10 @@ class Recorder(nn.Module):
         return z
 
 
-def coded(categorical: tuple[int, ...] = (10,), continuous: int = 2, noise_dim: int = 5) -> CodedGenerator:
-    return CodedGenerator(Recorder, noise_dim=noise_dim, categorical=categorical, continuous=continuous)
+def coded(
+    categorical: tuple[int, ...] = (10,), continuous: int = 2, noise_dim: int = 5, noise: str = "normal"
+) -> CodedGenerator:
+    return CodedGenerator(Recorder, noise_dim=noise_dim, categorical=categorical, continuous=continuous, noise=noise)
 
 
 def test_coded_generator_feeds_noise_one_hot_codes_and_uniform_continuous_codes() -> None:
@@ -69,6 +71,18 @@ def test_coded_generator_feeds_noise_one_hot_codes_and_uniform_continuous_codes(
     assert np.allclose(np.bincount(values_10.numpy(), minlength=10) / len(z), 0.1, atol=0.01)
     assert continuous.min() > -1 and continuous.max() < 1
     assert continuous.mean().abs() < 0.02 and abs(continuous.var().item() - 1 / 3) < 0.01  # U(-1, 1): var 1/3
+
+
+def test_uniform_noise_reads_the_noise_coordinates_as_uniform_in_minus_one_one() -> None:
+    """``noise=uniform`` (the InfoGAN paper's): the net reads ``2 Phi(z) - 1`` for the noise, the codes as before."""
+    normal, uniform = coded(categorical=(10,), continuous=1), coded(categorical=(10,), continuous=1, noise="uniform")
+    z = torch.randn(20_000, normal.latent_dim, generator=torch.Generator().manual_seed(0))
+    fed_normal, fed_uniform = normal(z), uniform(z)
+    torch.testing.assert_close(fed_uniform[:, :5], 2 * torch.special.ndtr(z[:, :5]) - 1)
+    assert torch.equal(fed_uniform[:, 5:], fed_normal[:, 5:])
+    assert abs(fed_uniform[:, :5].var().item() - 1 / 3) < 0.01
+    with pytest.raises(ConfigError, match="normal or uniform"):
+        coded(noise="gaussian")
 
 
 def test_with_codes_fixes_the_given_codes_and_keeps_the_rest() -> None:

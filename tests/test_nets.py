@@ -82,6 +82,22 @@ def test_generator_output_lies_in_tanh_range() -> None:
     assert out.abs().max() > 0.99  # saturated, so the bound is really enforced by tanh
 
 
+def test_hidden_layer_gives_the_infogan_papers_mnist_nets() -> None:
+    """``hidden=1024`` at width 64 and 28x28: G is FC 1024, FC 7x7x128, deconv 64, deconv 1 (the paper's
+    parameter count); D's features are its 1024 hidden units, which its logit and InfoGAN's Q read."""
+    g = DCGANGenerator(latent_dim=74, resolution=28, width=64, hidden=1024)
+    fc = 74 * 1024 + 2 * 1024 + 1024 * 128 * 7 * 7 + 2 * 128 * 7 * 7
+    deconvs = 128 * 64 * 16 + 2 * 64 + 64 * 1 * 16 + 1
+    assert n_params(g) == fc + deconvs
+    assert g(torch.randn(3, 74)).shape == (3, 1, 28, 28)
+    d = DCGANDiscriminator(resolution=28, width=64, hidden=1024).eval()
+    x = torch.randn(3, 1, 28, 28)
+    assert d.num_features == 1024 and d.features(x).shape == (3, 1024)
+    assert d(x).shape == (3,)
+    head = d.net[-1]
+    assert torch.allclose(d(x), (d.features(x) @ head.weight.flatten() + head.bias).flatten(), atol=1e-5)
+
+
 @pytest.mark.parametrize("make", [DCGANGenerator, DCGANDiscriminator], ids=["G", "D"])
 def test_dcgan_init_statistics(make: Callable[..., nn.Module]) -> None:
     """Conv weights ~ N(0, 0.02), BatchNorm scale ~ N(1, 0.02) and all biases are zero."""

@@ -35,11 +35,19 @@ class CodedGenerator(nn.Module):
     """A generator net fed ``[noise, one-hot categorical codes, continuous codes]``, built from a standard
     normal latent ``[noise, one coordinate per categorical code, one per continuous code]``.
 
-    ``net`` builds the generator given its input size (a partial of any ganforge generator).
+    ``net`` builds the generator given its input size (a partial of any ganforge generator). ``noise`` is how
+    the net reads the noise coordinates: ``normal`` as they are, ``uniform`` through ``2 Phi(z) - 1``, uniform
+    in [-1, 1] as in the InfoGAN paper's code, where the noise is no larger than the continuous codes and
+    the one-hot codes stand out beside it.
     """
 
     def __init__(
-        self, net: Callable[..., nn.Module], noise_dim: int, categorical: Sequence[int] = (10,), continuous: int = 0
+        self,
+        net: Callable[..., nn.Module],
+        noise_dim: int,
+        categorical: Sequence[int] = (10,),
+        continuous: int = 0,
+        noise: str = "normal",
     ) -> None:
         super().__init__()
         if noise_dim < 0 or continuous < 0 or any(k < 2 for k in categorical):
@@ -47,7 +55,10 @@ class CodedGenerator(nn.Module):
                 f"InfoGAN codes: noise_dim={noise_dim} and continuous={continuous} must be >= 0, each categorical "
                 f"code needs >= 2 values, got {list(categorical)}"
             )
+        if noise not in ("normal", "uniform"):
+            raise ConfigError(f"model.generator.noise={noise!r}: choose normal or uniform")
         self.noise_dim, self.categorical, self.continuous = noise_dim, list(categorical), continuous
+        self.noise = noise
         self.net = net(latent_dim=noise_dim + sum(self.categorical) + continuous)
         self.latent_dim = noise_dim + len(self.categorical) + continuous
         self.num_classes = getattr(self.net, "num_classes", None)
@@ -91,7 +102,8 @@ class CodedGenerator(nn.Module):
         first = self.noise_dim
         one_hots = [categorical_code(z[:, first + i], k) for i, k in enumerate(self.categorical)]
         continuous = 2 * torch.special.ndtr(z[:, first + len(self.categorical) :]) - 1
-        return torch.cat([z[:, :first], *one_hots, continuous], dim=1)
+        noise = z[:, :first] if self.noise == "normal" else 2 * torch.special.ndtr(z[:, :first]) - 1
+        return torch.cat([noise, *one_hots, continuous], dim=1)
 
     @property
     def net_input_dim(self) -> int:

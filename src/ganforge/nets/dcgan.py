@@ -15,6 +15,7 @@ from ganforge.nets.layers import base_resolution, dcgan_init, spectral_normalize
 
 #: The discriminator's normalization layers, by ``norm``: per batch, or per sample (one group of all channels).
 NORMS: dict[str, Callable[[int], nn.Module]] = {"batch": nn.BatchNorm2d, "layer": partial(nn.GroupNorm, 1)}
+NORMS_1D: dict[str, Callable[[int], nn.Module]] = {"batch": nn.BatchNorm1d, "layer": partial(nn.GroupNorm, 1)}
 
 
 class DCGANGenerator(nn.Module):
@@ -23,6 +24,8 @@ class DCGANGenerator(nn.Module):
     z is projected to ``base x base`` (see ``base_resolution``) and doubled until ``resolution``; channels halve
     at each doubling, from ``width * 2**(n-1)`` down to ``width``. With ``num_classes=K`` the
     one-hot label is appended to z before the first layer (conditional GAN, Mirza & Osindero 2014).
+    ``hidden=H`` puts a fully connected layer of H units (BatchNorm, ReLU) before the projection, as the
+    InfoGAN paper's MNIST generator (FC 1024, FC 7x7x128, two transposed convolutions) has.
     """
 
     def __init__(
@@ -33,17 +36,25 @@ class DCGANGenerator(nn.Module):
         width: int = 64,
         spectral_norm: bool = False,
         num_classes: int | None = None,
+        hidden: int = 0,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.num_classes = num_classes
         base, doublings = base_resolution(resolution)
         widths = [width * 2 ** (doublings - 1 - i) for i in range(doublings)]
-        layers: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim + (num_classes or 0), widths[0], base, 1, 0, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(inplace=True),
-        ]
+        inputs = latent_dim + (num_classes or 0)
+        layers: list[nn.Module]
+        if hidden:  # nn.Linear: on CPU a 7x7 transposed convolution of a 1x1 input is ~8x slower than the matmul
+            layers = [nn.Flatten(), nn.Linear(inputs, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(True)]
+            layers += [nn.Linear(hidden, widths[0] * base * base, bias=False), nn.BatchNorm1d(widths[0] * base * base)]
+            layers += [nn.ReLU(True), nn.Unflatten(1, (widths[0], base, base))]
+        else:
+            layers = [
+                nn.ConvTranspose2d(inputs, widths[0], base, 1, 0, bias=False),
+                nn.BatchNorm2d(widths[0]),
+                nn.ReLU(inplace=True),
+            ]
         for c_in, c_out in pairwise(widths):
             layers += [
                 nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
@@ -73,6 +84,10 @@ class DCGANDiscriminator(nn.Module):
     With ``num_classes=K`` the one-hot label enters as K constant input channels, so the first
     convolution sees the label at every position.
 
+    ``hidden=H`` adds a fully connected layer of H units (normalized, LeakyReLU) after the convolutions, whose
+    activations are then the :meth:`features`: the InfoGAN paper's MNIST discriminator (conv 64, conv 128,
+    FC 1024), with its Q head on that layer.
+
     ``outputs=K`` makes the last layer give K numbers per image instead of one logit: the conv encoder of the
     games that learn one (BiGAN, AAE, VAE-GAN). ``outputs=0`` keeps the trunk only, for a net that reads
     :meth:`features` alone (BiGAN's joint D), so that no parameter goes unused (DDP refuses those).
@@ -87,6 +102,7 @@ class DCGANDiscriminator(nn.Module):
         num_classes: int | None = None,
         norm: str = "batch",
         outputs: int = 1,
+        hidden: int = 0,
     ) -> None:
         super().__init__()
         if norm not in NORMS:
@@ -104,10 +120,15 @@ class DCGANDiscriminator(nn.Module):
                 NORMS[norm](c_out),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
+        features, self.base = widths[-1], base
+        if hidden:
+            layers += [nn.Flatten(), nn.Linear(features * base * base, hidden, bias=False)]
+            layers += [NORMS_1D[norm](hidden), nn.LeakyReLU(0.2, inplace=True)]
+            features, self.base = hidden, 1  # the logit: a 1x1 convolution of the hidden units
         self.trunk_layers = len(layers)
-        layers += [nn.Conv2d(widths[-1], outputs, base, 1, 0)] if outputs else []
+        layers += [nn.Conv2d(features, outputs, self.base, 1, 0)] if outputs else []
         self.net = nn.Sequential(*layers)
-        self.base, self.num_features, self.outputs = base, widths[-1] * base * base, outputs
+        self.num_features, self.outputs = features * self.base * self.base, outputs
         self.apply(dcgan_init)
         if spectral_norm:
             spectral_normalize(self)
