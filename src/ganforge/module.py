@@ -161,6 +161,10 @@ class GANModule(LightningModule):
             raise ValueError(f"batch size {x.shape[0]} is not divisible by model.pack={self.pack}")
         return x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:])
 
+    def unpack_samples(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`pack_samples`: one row per sample again."""
+        return x if self.pack == 1 else x.reshape(x.shape[0] * self.pack, x.shape[1] // self.pack, *x.shape[2:])
+
     def setup(self, stage: str) -> None:
         """Under DDP, give each rank its own latent stream (``seed_everything`` seeds them all alike,
         which would make every rank generate the same fakes)."""
@@ -234,7 +238,7 @@ class GANModule(LightningModule):
     def _discriminator_step(
         self, d_opt: Any, critic: Critic, played: Round, y: torch.Tensor | None, log: bool
     ) -> dict[str, Any]:
-        real, fake = self.augment(played.real), self.augment(played.fake)  # D and its penalties see the same
+        real, fake = self.augment(played.real), self.augment(played.fake)
         with self.toggled_optimizer(d_opt):
             real_logits = critic(real)
             fake_logits = critic(fake)
@@ -242,11 +246,18 @@ class GANModule(LightningModule):
             terms = self.game.d_terms(self, played)
             logs = {"loss/d_adversarial": loss.detach()} if log and (self.penalties or terms) else {}
             loss = self._add_terms(loss, terms, logs if log else None)
-            # Penalties take D's own inputs: with packing, a pack is one sample (GP interpolates whole packs
-            # and takes gradient norms over a pack's inputs).
-            packed_critic = partial(self.discriminator, y=y)
-            # (games whose D judges tuples refuse penalties: Game.bind)
-            packed_real, packed_fake = (cast(torch.Tensor, self.pack_samples(side)) for side in (real, fake))
+
+            # Penalties take D's inputs before augmentation, and a critic that augments them afresh: R1's
+            # gradient is w.r.t. the real images through the augmentation, as in StyleGAN2-ADA (whose lazy R1
+            # runs its own augmented pass) and DiffAugment. With packing, a pack is one sample (GP
+            # interpolates whole packs and takes gradient norms over a pack's inputs). Games whose D judges
+            # tuples refuse penalties (Game.bind).
+            def packed_critic(x: torch.Tensor) -> torch.Tensor:
+                return self.discriminator(self.pack_samples(self.augment(self.unpack_samples(x))), y)
+
+            packed_real, packed_fake = (
+                cast(torch.Tensor, self.pack_samples(side)) for side in (played.real, played.fake)
+            )
             loss = self._add_due_terms(
                 loss, self.penalties, self.discriminator_steps, "penalty", logs if log else None,
                 lambda penalty: penalty.value(packed_critic, packed_real.float(), packed_fake.float(), real_logits),

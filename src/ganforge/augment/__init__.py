@@ -1,10 +1,11 @@
 """Augmentations of what the discriminator sees (``augment=`` config group).
 
 The GAN loop passes every batch D judges, real and generated, in the D and the G step, through
-one :class:`Augmentation` before D (and before D's penalties, which then see the same images), so
-a differentiable augmentation changes what D learns from without leaking into G's samples
-(Zhao et al. 2020, Karras et al. 2020). After each D step the augmentation observes D's logits on
-the real batch, which is what an adaptive one (ADA) steers its strength by.
+one :class:`Augmentation` before D, so a differentiable augmentation changes what D learns from
+without leaking into G's samples (Zhao et al. 2020, Karras et al. 2020). D's penalties augment
+afresh inside their critic: R1's gradient is w.r.t. the real images through the augmentation, as
+in both papers' code. After each D step the augmentation observes D's logits on the real batch,
+which is what an adaptive one (ADA) steers its strength by.
 """
 
 from __future__ import annotations
