@@ -13,11 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim import SGD, Adam
+from torch.testing import assert_close
 
 from ganforge.config import build_module, generator_from_checkpoint, load_checkpoint
 from ganforge.errors import ConfigError
 from ganforge.games import Game, Round
-from ganforge.games.infogan import CodedGenerator, InfoGAN, WithCodes, information_loss, traversal_latents
+from ganforge.games.infogan import CodedGenerator, InfoGAN, QHead, WithCodes, information_loss, traversal_latents
 from ganforge.generation import eval_mode
 from ganforge.metrics.codes import best_assignment_accuracy, confusion
 from ganforge.module import GANModule
@@ -119,6 +120,41 @@ def test_information_loss_against_hand_computation() -> None:
     assert information_loss(logits, values, mean[:, :0], log_var[:, :0], continuous[:, :0]).item() == pytest.approx(
         cross_entropy, rel=1e-6
     )
+
+
+def test_q_with_a_fixed_std_predicts_only_the_means_and_its_loss_is_the_squared_error() -> None:
+    """The paper's code (fix_std=True): Q's continuous outputs are means, and with std 2 the Gaussian NLL of a
+    code is 0.5 log(2 pi) + log 2 + (c - mean)^2 / 8."""
+    torch.manual_seed(0)
+    q = QHead(16, [3], 2, hidden=8, continuous_std=2.0)
+    assert q.net[-1].out_features == 3 + 2  # learned variance: 3 + 2 * 2
+    logits, mean, log_var = q(torch.randn(4, 16))
+    assert [lg.shape for lg in logits] == [(4, 3)] and mean.shape == log_var.shape == (4, 2)
+    assert torch.equal(log_var, torch.full((4, 2), 2 * math.log(2.0)))
+    values, continuous = [torch.zeros(4, dtype=torch.long)], torch.rand(4, 2) * 2 - 1
+    expected = F.cross_entropy(logits[0], values[0]) + (
+        (0.5 * math.log(2 * math.pi) + math.log(2.0) + (continuous - mean).square() / 8).sum(dim=1).mean()
+    )
+    assert_close(information_loss(logits, values, mean, log_var, continuous), expected)
+    with pytest.raises(ConfigError, match="continuous_std"):
+        QHead(16, [3], 2, continuous_std=0.0)
+
+
+def test_q_batch_norm_normalises_its_hidden_layer_over_the_batch() -> None:
+    q = QHead(16, [10], 0, hidden=8, batch_norm=True)
+    assert [type(layer) for layer in q.net] == [nn.Linear, nn.BatchNorm1d, nn.LeakyReLU, nn.Linear]
+    hidden = q.net[:2](torch.randn(64, 16) * 5 + 3)  # training mode: batch statistics
+    assert_close(hidden.mean(dim=0), torch.zeros(8), atol=1e-5, rtol=0)
+    assert_close(hidden.var(dim=0, unbiased=False), torch.ones(8), atol=1e-3, rtol=0)
+    assert nn.BatchNorm1d not in [type(layer) for layer in QHead(16, [10], 0, hidden=8).net]
+
+
+def test_the_game_config_builds_q_as_asked(tmp_path: Path) -> None:
+    overrides = ["game.q_batch_norm=true", "game.continuous_std=1.0", f"paths.output_dir={tmp_path}"]
+    q = cast(
+        InfoGAN, build_module(compose_config("train", [*TINY_CODED, "experiment=mnist_infogan", *overrides])).game
+    ).q_head
+    assert isinstance(q.net[1], nn.BatchNorm1d) and q.fixed_log_var == 0.0
 
 
 def test_best_assignment_accuracy_one_to_one_and_many_to_one() -> None:

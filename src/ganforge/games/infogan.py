@@ -115,19 +115,39 @@ class CodedGenerator(nn.Module):
 
 class QHead(nn.Module):
     """Q(c | x) from D's features: logits for each categorical code, mean and log-variance for each
-    continuous one (one hidden layer, as the paper's Q on top of D's last hidden layer)."""
+    continuous one (one hidden layer, as the paper's Q on top of D's last hidden layer; with ``batch_norm``,
+    BatchNorm after it as in the paper's MNIST Q). With ``continuous_std`` the Gaussian's standard deviation is
+    that constant and Q predicts only the means (the paper's code, ``fix_std=True``); None: Q learns it."""
 
-    def __init__(self, in_features: int, categorical: Sequence[int], continuous: int, hidden: int = 128) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        categorical: Sequence[int],
+        continuous: int,
+        hidden: int = 128,
+        batch_norm: bool = False,
+        continuous_std: float | None = None,
+    ) -> None:
         super().__init__()
+        if continuous_std is not None and continuous_std <= 0:
+            raise ConfigError(f"game.continuous_std={continuous_std} must be > 0 (or null: Q learns it)")
         self.categorical, self.continuous = list(categorical), continuous
+        self.fixed_log_var = None if continuous_std is None else 2 * math.log(continuous_std)
+        outputs = sum(categorical) + continuous * (2 if continuous_std is None else 1)
         self.net = nn.Sequential(
-            nn.Linear(in_features, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, sum(categorical) + 2 * continuous)
+            nn.Linear(in_features, hidden),
+            *([nn.BatchNorm1d(hidden)] if batch_norm else []),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, outputs),
         )
 
     def forward(self, features: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         out = self.net(features)
         logits = list(out[:, : sum(self.categorical)].split(self.categorical, dim=1))
-        mean, log_var = out[:, sum(self.categorical) :].chunk(2, dim=1)
+        gaussian = out[:, sum(self.categorical) :]
+        if self.fixed_log_var is not None:
+            return logits, gaussian, torch.full_like(gaussian, self.fixed_log_var)
+        mean, log_var = gaussian.chunk(2, dim=1)
         return logits, mean, log_var
 
 
@@ -152,9 +172,17 @@ class InfoGAN(Game):
     """D judges images as in the plain game; both sides add ``info_weight`` times :func:`information_loss`
     of Q's predictions for the fakes' codes (Q trains in D's step, G in its own)."""
 
-    def __init__(self, info_weight: float = 1.0, continuous_weight: float = 0.1, q_hidden: int = 128) -> None:
+    def __init__(
+        self,
+        info_weight: float = 1.0,
+        continuous_weight: float = 0.1,
+        q_hidden: int = 128,
+        q_batch_norm: bool = False,
+        continuous_std: float | None = None,
+    ) -> None:
         super().__init__()
         self.info_weight, self.continuous_weight, self.q_hidden = info_weight, continuous_weight, q_hidden
+        self.q_batch_norm, self.continuous_std = q_batch_norm, continuous_std
 
     def bind(self, gan: GANModule) -> None:
         super().bind(gan)
@@ -170,7 +198,9 @@ class InfoGAN(Game):
                 "use a DCGAN, SAGAN or StyleGAN2 discriminator"
             )
         features = cast(int, discriminator.num_features)
-        self.q_head = QHead(features, generator.categorical, generator.continuous, self.q_hidden)
+        self.q_head = QHead(
+            features, generator.categorical, generator.continuous, self.q_hidden, self.q_batch_norm, self.continuous_std
+        )
 
     def discriminator_side(self) -> list[nn.Module]:
         return [self.q_head]
