@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import io
 import math
-from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from lightning.pytorch import Trainer
 from torch.autograd import gradcheck
 from torch.optim import SGD
 from torch.testing import assert_close
-from torch.utils.data import DataLoader, TensorDataset
 
 from ganforge.augment import ADA, Augmentation, DiffAugment
 from ganforge.augment.ada import OP_GROUPS, OPS, ADAParams
@@ -25,12 +22,12 @@ from ganforge.augment.diffaugment import DiffAugmentParams
 from ganforge.config import build, build_module
 from ganforge.errors import ConfigError
 from ganforge.module import GANModule
-from ganforge.nets import DCGANDiscriminator, DCGANGenerator, MLPGenerator
+from ganforge.nets import DCGANDiscriminator, DCGANGenerator
 from ganforge.objectives import NonSaturating
 from ganforge.penalties import R1, GradientPenalty, Penalty
 from tests.conftest import TINY, compose_config
 from tests.test_module import BATCH, LATENT, RES, fit
-from tests.test_toy_and_packing import PackedLinear
+from tests.test_toy_and_packing import packed_linear_penalty
 
 
 def images(*shape: int, dtype: torch.dtype = torch.float64, seed: int = 0) -> torch.Tensor:
@@ -440,19 +437,7 @@ def test_penalties_differentiate_through_the_augmentation_wrt_the_unaugmented_in
 ) -> None:
     """As StyleGAN2-ADA and DiffAugment take R1: the gradient of D(augment(x)) w.r.t. x. With D = w . pack, ||w|| = 5,
     and x -> 2x, that is ||2w|| = 10 per pack (w.r.t. the augmented images it would be 5: R1 12.5, GP 16)."""
-    frozen_d = partial(SGD, lr=0.0)
-    g = MLPGenerator(latent_dim=2, width=8, depth=1, channels=2)
-    module = GANModule(
-        g, PackedLinear(), NonSaturating(), frozen_d, frozen_d, ema_decay=None, pack=2, penalties={"p": penalty},
-        augment=Doubling(),
-    )  # fmt: skip
-    points = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
-    trainer = Trainer(
-        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, log_every_n_steps=1,
-    )  # fmt: skip
-    trainer.fit(module, DataLoader(TensorDataset(points, torch.zeros(8, dtype=torch.long)), batch_size=4))
-    assert trainer.callback_metrics["penalty/p"].item() == pytest.approx(expected)
+    assert packed_linear_penalty(penalty, Doubling()) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("name", ["diffaugment", "ada"])

@@ -13,6 +13,7 @@ from lightning.pytorch import Trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from ganforge.augment import Augmentation
 from ganforge.config import build_module
 from ganforge.module import GANModule
 from ganforge.nets import MLPGenerator
@@ -76,18 +77,25 @@ class PackedLinear(nn.Module):
 def test_penalties_of_a_packed_discriminator_take_gradients_per_pack(penalty: Penalty, expected: float) -> None:
     """With pack=2 a penalty's sample is a pack: ||grad D|| = ||w|| = 5, not the samples' own 3 and 4
     (per sample, GP would be ((3 - 1)^2 + (4 - 1)^2) / 2 = 6.5 and R1 (9 + 16) / 4 = 6.25)."""
+    assert packed_linear_penalty(penalty) == pytest.approx(expected)
+
+
+def packed_linear_penalty(penalty: Penalty, augment: Augmentation | None = None) -> float:
+    """The value ``penalty`` logs over one epoch of 2-D points, D being :class:`PackedLinear` (kept frozen) at
+    pack=2, with ``augment`` before D."""
     frozen_d = partial(torch.optim.SGD, lr=0.0)  # D keeps w through the run
     g = MLPGenerator(latent_dim=2, width=8, depth=1, channels=2)
     module = GANModule(
-        g, PackedLinear(), NonSaturating(), frozen_d, frozen_d, ema_decay=None, pack=2, penalties={"p": penalty}
-    )
+        g, PackedLinear(), NonSaturating(), frozen_d, frozen_d, ema_decay=None, pack=2, penalties={"p": penalty},
+        augment=augment,
+    )  # fmt: skip
     points = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
     trainer = Trainer(
         accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, log_every_n_steps=1,
     )  # fmt: skip
     trainer.fit(module, DataLoader(TensorDataset(points, torch.zeros(8, dtype=torch.long)), batch_size=4))
-    assert trainer.callback_metrics["penalty/p"].item() == pytest.approx(expected)
+    return trainer.callback_metrics["penalty/p"].item()
 
 
 @pytest.mark.parametrize(("model", "data", "channels"), [("dcgan", "fashion_mnist", 3), ("mlp", "ring", 6)])
