@@ -4,7 +4,8 @@ G's input is noise plus codes, categorical (uniform over K values) and continuou
 a head Q on D's features predicts the codes from an image, and both sides add ``lambda`` times the
 negative variational lower bound of the mutual information I(c; G(z, c)) (up to the codes' constant
 entropy): cross-entropy for each categorical code, Gaussian negative log-likelihood (Q predicts mean and
-log-variance, the paper's factored Gaussian) for the continuous ones. Q trains with D (its trunk is D's),
+log-variance, the paper's factored Gaussian; or only the mean under a fixed ``continuous_std``, as the paper's
+code and ``experiment=mnist_infogan`` do) for the continuous ones. Q trains with D (its trunk is D's),
 G through the same term in the G step.
 
 The codes are read off a standard-normal latent (:class:`CodedGenerator`): one coordinate per code,
