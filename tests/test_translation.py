@@ -339,22 +339,24 @@ def test_the_image_pool_returns_stored_fakes_half_the_time_once_full() -> None:
     assert int(pool.count) == 5 and stored.isdisjoint(pool.images[:, 0, 0, 0].tolist())  # swapped out by now
 
 
-def test_cyclegan_losses_match_a_hand_computation(tmp_path: Path) -> None:
+def test_cyclegan_losses_have_the_papers_weights(tmp_path: Path) -> None:
+    """The shipped experiment (loss=lsgan) against the paper's code: G minimises MSE_A + MSE_B + 10 cycle +
+    5 identity (nn.MSELoss, no 1/2), each D its own 0.5 (MSE_real + MSE_fake), the two D's losses summed."""
     gan = build_module(_cycle_cfg(tmp_path))
-    g = gan.generator
+    g, d, game = gan.generator, gan.discriminator, gan.game
     a, b = torch.rand(4, 1, 28, 28) * 2 - 1, torch.rand(4, 1, 28, 28) * 2 - 1
     gan.eval()  # instance norm, no dropout: the same outputs for the same inputs
-    played = gan.game.play(gan, b, a)
-    terms = gan.game.g_terms(gan, played)
+    played = game.play(gan, b, a)
     cycle = (g.ba(g.ab(a)) - a).abs().mean() + (g.ab(g.ba(b)) - b).abs().mean()
     identity = (g.ba(a) - a).abs().mean() + (g.ab(b) - b).abs().mean()
-    assert terms["cycle"].item() == pytest.approx(10 * cycle.item(), rel=1e-5)
-    assert terms["identity"].item() == pytest.approx(5 * identity.item(), rel=1e-5)
-    d = gan.discriminator
     fake_a, fake_b = played.fake
-    g_loss = gan.game.g_adversarial(gan.objective, d, played)
-    both_games = 0.5 * (d.a(fake_a) - 1).square().mean() + 0.5 * (d.b(fake_b) - 1).square().mean()  # LSGAN, summed
-    assert g_loss.item() == pytest.approx(both_games.item(), rel=1e-5)
+    mse_a, mse_b = (d.a(fake_a) - 1).square().mean(), (d.b(fake_b) - 1).square().mean()
+    g_loss = game.g_adversarial(gan.objective, d, played) + sum(game.g_terms(gan, played).values())
+    assert g_loss.item() == pytest.approx((mse_a + mse_b + 10 * cycle + 5 * identity).item(), rel=1e-5)
+    d_real, d_fake = d((a, b)), d(played.fake)
+    d_a = 0.5 * ((d.a(a) - 1).square().mean() + d.a(fake_a).square().mean())
+    d_b = 0.5 * ((d.b(b) - 1).square().mean() + d.b(fake_b).square().mean())
+    assert game.d_adversarial(gan.objective, d_real, d_fake).item() == pytest.approx((d_a + d_b).item(), rel=1e-5)
 
 
 def test_unpaired_domains_keep_their_classes_and_repeat_the_smaller(tmp_path: Path) -> None:

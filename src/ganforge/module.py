@@ -242,7 +242,7 @@ class GANModule(LightningModule):
         with self.toggled_optimizer(d_opt):
             real_logits = critic(real)
             fake_logits = critic(fake)
-            loss = self.objective.d_loss(real_logits, fake_logits)
+            loss = self.game.d_adversarial(self.objective, real_logits, fake_logits)
             terms = self.game.d_terms(self, played)
             logs = {"loss/d_adversarial": loss.detach()} if log and (self.penalties or terms) else {}
             loss = self._add_terms(loss, terms, logs if log else None)

@@ -3,7 +3,7 @@
 GANModule owns the mechanics of the adversarial loop: the D and G steps and their optimizers, lazy
 penalties and G regularizers, augmentation, EMA, logging, checkpoints. A :class:`Game` owns what varies
 between GAN families: the extra players (an encoder, a code head), the forward pass of a batch (what D
-judges as real and as generated), the G side's adversarial loss and the extra loss terms on either side.
+judges as real and as generated), each side's adversarial loss and the extra loss terms on either side.
 The plain GAN is the base class; a family is a subclass plus a config, never a branch in the loop.
 
 A game's players are its submodules: those it lists in :meth:`Game.generator_side` train with G's
@@ -108,6 +108,11 @@ class Game(nn.Module):
     def discriminator_round(self, round: Round) -> Round:
         """What D's step judges: the round without its graph (CycleGAN swaps in fakes from its image pools)."""
         return round.detached()
+
+    def d_adversarial(self, objective: Objective, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """D's side of the adversarial loss, from D's logits (the loop computes them once: penalties and the
+        augmentation read the real ones too)."""
+        return objective.d_loss(real_logits, fake_logits)
 
     def g_adversarial(self, objective: Objective, judge: Judge, round: Round) -> torch.Tensor:
         """G's side of the adversarial loss (``judge`` gives D's logits, augmentation included)."""

@@ -4,8 +4,13 @@ Two generators (A -> B and B -> A, one module: :class:`CycleGenerators`, trained
 discriminators (one per domain: :class:`DomainDiscriminators`, trained by D's) play two GAN games at once;
 ``cycle_weight`` (lambda = 10) ties them by cycle consistency, ``|F(G(a)) - a| + |G(F(b)) - b|``, and
 ``identity_weight`` (0.5 lambda in the paper's code, 0 to drop it) asks each generator to leave images of its
-own output domain unchanged. Each D judges a fake drawn from an :class:`ImagePool` of the last 50 fakes half
-the time (Shrivastava et al. 2017), so it does not chase G's latest outputs.
+own output domain unchanged. The two games' losses add up on both sides, as in the paper's code: each D minimises
+its own game's loss (the two D's share no parameter, so one backward pass of the sum gives each D its own game's
+gradient), and G pays ``adversarial_weight`` x the sum of both games' ``g_loss``. The paper's G loss is the MSE of
+each D's logits on the fakes against 1; LSGAN's ``g_loss`` (``loss=lsgan``) is half that, so the experiment
+sets ``adversarial_weight=2`` to give the adversarial terms the paper's weight beside lambda. Each D judges a
+fake drawn from an :class:`ImagePool` of the last 50 fakes half the time (Shrivastava et al. 2017), so it does
+not chase G's latest outputs.
 
 The batch is ``(b, a)``: an unpaired datamodule (``ganforge.data.unpaired``) yields domain B where images
 stand and domain A where sources stand; which a goes with which b carries no meaning.
@@ -45,8 +50,9 @@ class CycleGenerators(nn.Module):
 
 
 class DomainDiscriminators(nn.Module):
-    """D_A and D_B: judges ``(images of A, images of B)``; their logits side by side, (N, 2 x per-image logits),
-    so that an objective's mean over them is the mean of the two games' losses."""
+    """D_A and D_B: judges ``(images of A, images of B)``; their logits stacked, (N, 2, per-image logits), one row
+    per game, so that :class:`CycleGAN` can score each game on its own (the domains share channels and
+    resolution, so both PatchGANs give as many logits)."""
 
     def __init__(self, a: nn.Module, b: nn.Module) -> None:
         super().__init__()
@@ -55,7 +61,7 @@ class DomainDiscriminators(nn.Module):
 
     def forward(self, x: Judged, y: torch.Tensor | None = None) -> torch.Tensor:
         assert isinstance(x, tuple), "DomainDiscriminators judge (a, b) pairs of batches"
-        return torch.cat([self.a(x[0]).flatten(1), self.b(x[1]).flatten(1)], dim=1)
+        return torch.stack([self.a(x[0]).flatten(1), self.b(x[1]).flatten(1)], dim=1)
 
 
 class ImagePool(nn.Module):
@@ -91,20 +97,27 @@ class ImagePool(nn.Module):
 
 
 class CycleGAN(Translation):
-    """Both games at once: D judges ``(a, b)`` against ``(F(b), G(a))`` (from the pools); G's side pays both
-    adversarial losses, ``cycle_weight`` x the cycle L1 of both directions and ``identity_weight`` x the
-    identity L1 of both generators."""
+    """Both games at once: D judges ``(a, b)`` against ``(F(b), G(a))`` (from the pools) and pays the sum of the two
+    games' losses; G's side pays ``adversarial_weight`` x the sum of both games' adversarial losses,
+    ``cycle_weight`` x the cycle L1 of both directions and ``identity_weight`` x the identity L1 of both
+    generators."""
 
     judges_images = False
     judges_tensors = False
 
     def __init__(
-        self, cycle_weight: float = 10.0, identity_weight: float = 5.0, pool_size: int = 50, adversarial: bool = True
+        self,
+        cycle_weight: float = 10.0,
+        identity_weight: float = 5.0,
+        pool_size: int = 50,
+        adversarial_weight: float = 1.0,
+        adversarial: bool = True,
     ) -> None:
         super().__init__(adversarial)
         if pool_size < 0:
             raise ConfigError(f"game.pool_size must be >= 0 (0: no pool), got {pool_size}")
         self.cycle_weight, self.identity_weight, self.pool_size = cycle_weight, identity_weight, pool_size
+        self.adversarial_weight = adversarial_weight
 
     def bind(self, gan: GANModule) -> None:
         super().bind(gan)
@@ -132,9 +145,17 @@ class CycleGAN(Translation):
         fake_a, fake_b = detached.fake
         return Round(detached.real, (self.pool_a.query(fake_a), self.pool_b.query(fake_b)), detached.saved)
 
+    def d_adversarial(self, objective: Objective, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """Each D's own game's loss, summed (not averaged: each D's gradient is its own game's)."""
+        games = zip(real_logits.unbind(1), fake_logits.unbind(1), strict=True)
+        return torch.stack([objective.d_loss(real, fake) for real, fake in games]).sum()
+
     def g_adversarial(self, objective: Objective, judge: Judge, round: Round) -> torch.Tensor:
-        # The objective averages over both D's logits; the paper's G loss sums the two games.
-        return 2 * super().g_adversarial(objective, judge, round)
+        """``adversarial_weight`` x the sum of the two games' G losses."""
+        fake_logits = judge(round.fake).unbind(1)
+        real_logits = judge(round.real).unbind(1) if objective.g_uses_real else (None, None)
+        games = zip(fake_logits, real_logits, strict=True)
+        return self.adversarial_weight * torch.stack([objective.g_loss(fake, real) for fake, real in games]).sum()
 
     def g_terms(self, gan: GANModule, round: Round) -> dict[str, torch.Tensor]:
         saved = round.saved
