@@ -9,11 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
 
 from benchmarks.fault_injection import KINDS, metrics_rows, run_campaign, same_state
 from ganforge.config import CONFIG_MODULE, load_checkpoint
@@ -104,8 +106,10 @@ def test_sigterm_saves_a_checkpoint_and_ckpt_path_last_continues_it_exactly(tmp_
     stopped = load_checkpoint(run / "checkpoints" / "last.ckpt")
     assert 20 <= stopped["ganforge"]["generator_steps"] < 100
 
-    code, stderr = finish(ganforge_train(steps, "n_critic=2", "loss=hinge", "ckpt_path=last", cwd=tmp_path))
-    assert code == 1 and "was trained with other settings" in stderr and "loss.objective._target_=" in stderr
+    changed = ["loss=hinge", "augment=diffaugment"]  # an objective, and a group the run did not have
+    code, stderr = finish(ganforge_train(steps, "n_critic=2", *changed, "ckpt_path=last", cwd=tmp_path))
+    assert code == 1 and "was trained with other settings" in stderr, stderr[-2000:]
+    assert "add ~augment loss.objective._target_=" in stderr
 
     code, stderr = finish(ganforge_train(steps, "n_critic=2", "ckpt_path=last", cwd=tmp_path))
     assert code == 0, stderr[-2000:]
@@ -149,7 +153,72 @@ def test_changed_settings_names_what_a_continued_run_must_keep() -> None:
     saved = {"seed": 1, "model": {"width": 8, "norm": None}, "data": {"data_dir": "a", "batch_size": 16}}
     assert changed_settings(saved, saved) == []
     now = {"seed": 2, "model": {"width": 8, "norm": "layer", "new": 1}, "data": {"data_dir": "b", "batch_size": 16}}
-    assert changed_settings(saved, now) == ["model.norm=null", "seed=1"]  # data_dir may move; new keys pass
+    assert changed_settings(saved, now) == ["~model.new", "model.norm=null", "seed=1"]  # data_dir may move
+    now = {"seed": 1, "model": {"width": 8, "norm": None, "new": None, "off": False}, "data": {"batch_size": 16}}
+    assert changed_settings(saved, now) == []  # a new setting that is off keeps the run's behaviour
+
+
+def continued(*overrides: str) -> dict[str, Any]:
+    """The resolved config of a tiny run, as saved in its checkpoints and as a continuation composes it."""
+    return OmegaConf.to_container(compose_config("train", [*TINY, "paths.output_dir=run", *overrides]), resolve=True)
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "fixes"),
+    [
+        ([], ["augment=diffaugment"], ["~augment"]),  # a group the run did not have
+        (["augment=diffaugment"], ["augment.policy=color"], ["augment.policy=color,translation,cutout"]),
+        (["experiment=fmnist_pix2pix"], ["game.l1_weight=50"], ["game.l1_weight=100.0"]),
+        ([], ["+loss/g_regularizers=[path_length]"], ["~loss.g_regularizers.path_length"]),
+        (["loss=wgan_gp"], ["loss.penalties.gp.weight=1"], ["loss.penalties.gp.weight=10.0"]),
+        ([], ["trainer.precision=bf16-mixed"], ["trainer.precision=32-true"]),
+        ([], ["trainer=ddp_cpu"], ["trainer.devices=1"]),  # two ranks: twice the global batch
+        ([], ["metrics.n_samples=50"], ["metrics.n_samples=100"]),  # FIDs of one run compare at one count
+        ([], ["data.subset=100"], ["data.subset=null"]),
+        ([], ["ema_decay=0.99", "n_critic=2"], ["ema_decay=0.999", "n_critic=1"]),
+        # what may change: length, budget, logging, callbacks, schedules, hardware, where data and outputs are
+        (
+            [],
+            [
+                "max_gen_steps=10",
+                "logger=wandb",
+                "~callbacks.samples",
+                "metrics.every_n_gen_steps=7",
+                "metrics.batch_size=20",
+                "trainer=gpu",  # the same single device
+                "trainer.log_every_n_steps=1",
+                "data.data_dir=/elsewhere",
+                "data.num_workers=2",
+                "paths.log_dir=/elsewhere",
+                "optimized_metric=metrics/kid",
+            ],
+            [],
+        ),
+        (["trainer=ddp_cpu"], ["trainer=ddp_spawn_cpu"], []),  # trainer.num_nodes: the same value, 1
+        (["experiment=fmnist_pix2pix"], ["data.base.data_dir=/elsewhere", "data.cache_dir=/elsewhere"], []),
+    ],
+)
+def test_a_continuation_refuses_every_setting_that_changes_training(
+    first: list[str], then: list[str], fixes: list[str]
+) -> None:
+    """``ckpt_path=last`` with a setting changed (composed as the CLI composes it): the fixes name the run's own
+    values; settings that leave the training and its evaluations unchanged pass."""
+    assert changed_settings(continued(*first), continued(*first, *then)) == fixes
+    assert changed_settings(continued(*first), continued(*first)) == []
+
+
+def test_a_setting_one_config_lacks_takes_its_default() -> None:
+    """A run saved before an option was in its config trained with the option's default (the parameter's, through
+    base classes); another value is refused with that default; a block only one side has is named whole."""
+    saved = continued()
+    del saved["data"]["subset_seed"], saved["trainer"]["use_distributed_sampler"]
+    assert changed_settings(saved, continued("data.subset_seed=0", "trainer.use_distributed_sampler=true")) == []
+    assert changed_settings(saved, continued("data.subset_seed=3")) == [
+        "data.subset_seed=0",
+        "trainer.use_distributed_sampler=true",  # Lightning's default; the config says false
+    ]
+    assert changed_settings(continued("trainer=ddp_cpu"), continued("trainer=ddp_cpu", "~trainer.num_nodes")) == []
+    assert changed_settings(continued("augment=ada"), continued())[0] == "++augment._target_=ganforge.augment.ada.ADA"
 
 
 def test_requeue_signal_stops_like_sigterm_then_requeues_through_the_previous_handler() -> None:

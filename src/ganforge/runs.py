@@ -10,11 +10,13 @@ checkpoints (a requeued SLURM / submitit job) continues from its newest one by i
 from __future__ import annotations
 
 import csv
+import inspect
 import os
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_object
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig
@@ -106,23 +108,139 @@ class ContinuingCSVLogger(CSVLogger):
         return self._experiment
 
 
-#: Settings a continued run must share with the run it continues (the rest, e.g. max_gen_steps, may change).
-SAME_SETTINGS = ("seed", "n_critic", "ema_decay", "model", "loss", "optim", "data")
-#: Data settings that only say where or how fast the data is read.
-DATA_ACCESS = ("data_dir", "num_workers", "download")
+#: What may differ between a run and its continuation (a key, or a block of keys): how long it trains, where its
+#: files are, what is logged, shown and checkpointed, on what hardware and how fast. ``trainer.devices`` and
+#: ``trainer.num_nodes`` are not among them: they set the global batch and the data shards.
+MAY_CHANGE = (
+    "task_name",
+    "ckpt_path",
+    "optimized_metric",
+    "max_gen_steps",
+    "paths",
+    "logger",
+    "callbacks",
+    "metrics.every_n_gen_steps",
+    "metrics.batch_size",
+    "metrics.cache_dir",
+    "trainer.accelerator",
+    "trainer.strategy",
+    "trainer.plugins",
+    "trainer.default_root_dir",
+    "trainer.max_epochs",
+    "trainer.max_time",
+    "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.num_sanity_val_steps",
+    "trainer.deterministic",
+    "trainer.benchmark",
+)
+#: Data settings, at any depth (a derived task's ``data.base.data_dir``), that only say where or how fast data is read.
+DATA_ACCESS = ("data_dir", "num_workers", "download", "system_dir", "cache_dir")
 
 
 def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``key=value`` of the run being continued, for each setting of :data:`SAME_SETTINGS` that differs now."""
+    """The overrides that give a continued run the settings of the run it continues, one for each setting that
+    differs and is not in :data:`MAY_CHANGE`: ``key=value`` (the saved value), ``++key=value`` for a setting
+    the current config lacks, ``~key`` for one only the current config has (an added group such as
+    ``augment=diffaugment``, named by its topmost new key).
 
-    def flat(node: Any, prefix: str) -> dict[str, Any]:
-        if not isinstance(node, dict):
-            return {prefix: node}
-        return {k: v for key, value in node.items() for k, v in flat(value, f"{prefix}.{key}").items()}
+    Everything not listed decides what is trained (model, data, objective and its penalties, game, augmentation,
+    optimizers, seed, precision, ...) or how the evaluations that the continued run appends to the same
+    ``metrics.csv``, W&B run and ``best.ckpt`` are scored (``metrics`` counts, split, extractor), so it must match.
+    A setting that one config lacks takes the default of the parameter it sets (``trainer.num_nodes``: 1), so a
+    newer ganforge can add an option whose default keeps the old behaviour; where no default is known (a block
+    only one config has, or built from another ``_target_``), it passes only when the other config has it off
+    (null, false, 0, empty).
+    """
+    before, now = _leaves(saved), _leaves(current)
+    fixes: list[str] = []
+    for key in sorted(before.keys() | now.keys()):
+        if _may_change(key):
+            continue
+        implied = _default(saved, current, key) if key not in before or key not in now else _ABSENT
+        old, new = before.get(key, implied), now.get(key, implied)
+        if old is _ABSENT:
+            fix = f"~{_new_root(saved, key)}" if not _off(new) else None
+        elif new is _ABSENT:
+            fix = f"++{key}={_override_value(old)}" if not _off(old) else None
+        else:
+            fix = f"{'' if key in now else '++'}{key}={_override_value(old)}" if old != new else None
+        if fix is not None and fix not in fixes:
+            fixes.append(fix)
+    return fixes
 
-    before = {k: v for key in SAME_SETTINGS for k, v in flat(saved.get(key), key).items()}
-    now = {k: v for key in SAME_SETTINGS for k, v in flat(current.get(key), key).items()}
-    ignored = {f"data.{key}" for key in DATA_ACCESS}
-    # A setting the saved run lacks came with a newer ganforge, whose default keeps the old behaviour.
-    keys = sorted(before.keys() - ignored)
-    return [f"{key}={'null' if before[key] is None else before[key]}" for key in keys if before[key] != now.get(key)]
+
+#: A setting one config lacks and whose default is unknown.
+_ABSENT = object()
+
+
+def _default(saved: dict[str, Any], current: dict[str, Any], key: str) -> Any:
+    """The default of the parameter that ``key`` sets, when both configs build the block holding it with the same
+    ``_target_`` (looking through its base classes, for constructors that pass ``**kwargs`` on); else
+    :data:`_ABSENT`."""
+    *path, name = key.split(".")
+    blocks = [_block(config, path) for config in (saved, current)]
+    target = blocks[1].get("_target_")
+    if not isinstance(target, str) or blocks[0].get("_target_") != target:
+        return _ABSENT
+    try:
+        built = get_object(target)
+    except Exception:  # noqa: BLE001 - a target that does not import has no default to offer
+        return _ABSENT
+    for function in built.__mro__ if isinstance(built, type) else [built]:  # a class: its constructor's signature
+        try:
+            parameter = inspect.signature(function).parameters.get(name)
+        except (TypeError, ValueError):  # a builtin without a signature
+            continue
+        if parameter is not None and parameter.default is not inspect.Parameter.empty:
+            return list(parameter.default) if isinstance(parameter.default, tuple) else parameter.default
+    return _ABSENT
+
+
+def _block(config: dict[str, Any], path: list[str]) -> dict[str, Any]:
+    """The dict at ``path`` in ``config`` (empty where there is none)."""
+    node: Any = config
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else {}
+
+
+def _off(value: Any) -> bool:
+    """Null, false, 0 or empty: a setting that is off (a string, even empty, names something)."""
+    return value is None or (not value and isinstance(value, bool | int | float | dict | list))
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{dotted key: value}`` of every leaf of a nested dict (an empty dict is a leaf)."""
+    if not isinstance(node, dict) or not node:
+        return {prefix: node}
+    return {
+        k: v for key, value in node.items() for k, v in _leaves(value, f"{prefix}.{key}" if prefix else key).items()
+    }
+
+
+def _may_change(key: str) -> bool:
+    parts = key.split(".")
+    return any(key == allowed or key.startswith(f"{allowed}.") for allowed in MAY_CHANGE) or (
+        parts[0] == "data" and parts[-1] in DATA_ACCESS
+    )
+
+
+def _new_root(saved: dict[str, Any], key: str) -> str:
+    """The shortest prefix of ``key`` that ``saved`` lacks (or holds as null): what ``~`` removes."""
+    parts, node = key.split("."), saved
+    for depth, part in enumerate(parts, start=1):
+        if not isinstance(node, dict) or node.get(part) is None:
+            return ".".join(parts[:depth])
+        node = node[part]
+    return key
+
+
+def _override_value(value: Any) -> str:
+    """``value`` as a command-line override spells it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
