@@ -13,7 +13,7 @@ import pytest
 from ganforge.config import CONFIG_MODULE, build
 from ganforge.errors import ConfigError
 from ganforge.metrics.image_metrics import split_images, split_labels
-from ganforge.validation import validate
+from ganforge.validation import validate, validate_callbacks
 from tests.conftest import TINY, Compose, compose_config
 from tests.test_cli import BIN, run
 from tests.test_image_folder import write_every_kind
@@ -51,6 +51,19 @@ CLI_CASES = [
         "corrupt-image",
         ["data=image_folder", "data.data_dir={folders}/corrupt"],
         ["1 of 3 image files", "x.png (cannot identify image file); remove or re-save them"],
+    ),
+    (  # callbacks=default (sample grids) crashed at their first grid, step 500, on the U-Net's missing latent_dim
+        "translation-model-default-callbacks",
+        ["model=pix2pix", "game=pix2pix", "data=paired_edges"],
+        [
+            "error: callbacks.samples cannot run model.generator (UNetGenerator): it translates images",
+            "use callbacks=translation",
+        ],
+    ),
+    (  # printed as Lightning's exception inside Hydra's, after the run folder and loggers were made
+        "malformed-trainer.max_time",
+        ["+trainer.max_time=00:00:00:900"],
+        ["error: trainer.max_time='00:00:00:900': Lightning reads DD:HH:MM:SS", "trainer.max_time=00:00:15:00"],
     ),
 ]
 
@@ -117,6 +130,8 @@ def test_bad_setting_is_one_clear_line(
         ),
         (["model.pack=3"], r"^data\.batch_size=16 is not a multiple of model\.pack=3 .* e\.g\. data\.batch_size=15$"),
         (["model=progan", "data.batch_size=6"], r"batch of 6 .* model\.discriminator\.group_size=4"),
+        (["+trainer.max_time=00:15:00"], r"^trainer\.max_time='00:15:00': Lightning reads DD:HH:MM:SS"),
+        (["+trainer.max_time=900"], r"^trainer\.max_time=900: .* e\.g\. trainer\.max_time=00:00:15:00"),
     ],
 )
 def test_validate_names_the_setting_and_the_fix(tiny_cfg: Compose, overrides: list[str], message: str) -> None:
@@ -143,6 +158,39 @@ def test_shipped_configs_pass_validation(option: str, tmp_path: Path) -> None:
     if option == "data=image_folder":
         overrides.append(f"data.data_dir={tmp_path}")
     validate(compose_config("train", overrides))
+
+
+def test_a_lightning_max_time_it_reads_passes(tiny_cfg: Compose) -> None:
+    validate(tiny_cfg("+trainer.max_time=00:00:15:00"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message", "fix"),
+    [
+        (
+            ["experiment=fmnist_srgan", "callbacks=default"],  # grids and FID of noise samples for an SRResNet
+            r"^callbacks\.samples and callbacks\.image_metrics cannot run model\.generator \(SRResNetGenerator\): it "
+            r"translates images .* use callbacks=translation",
+            "callbacks=translation",
+        ),
+        (
+            ["data=paired_edges", "callbacks=translation"],  # a DCGAN on paired data with the translation grids
+            r"^callbacks\.translation_grid and callbacks\.translation_metrics cannot run model\.generator "
+            r"\(DCGANGenerator\): it draws from noise .* use callbacks=default",
+            "callbacks=default",
+        ),
+    ],
+)
+def test_callbacks_that_cannot_run_the_generator_are_refused(
+    tiny_cfg: Compose, overrides: list[str], message: str, fix: str
+) -> None:
+    """Each kind of generator with the other kind's callbacks: refused before training, naming the callbacks that
+    fit; with those, it passes."""
+    cfg = tiny_cfg(*overrides)
+    with pytest.raises(ConfigError, match=message):
+        validate_callbacks(cfg, build(cfg.model.generator))
+    fixed = tiny_cfg(*overrides, fix)
+    validate_callbacks(fixed, build(fixed.model.generator))
 
 
 def test_unknown_mixture_kind_names_data_kind(tiny_cfg: Compose) -> None:

@@ -20,7 +20,7 @@ from ganforge.config import build, build_module, load_checkpoint
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError, Preempted
 from ganforge.preemption import Preemption
 from ganforge.runs import LAST, changed_settings, resume_checkpoint, truncate_metrics
-from ganforge.validation import validate
+from ganforge.validation import validate, validate_callbacks
 
 
 def instantiate_group(blocks: DictConfig | None) -> list[Any]:
@@ -48,6 +48,7 @@ def _fit(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = _checkpoint_to_resume(cfg)
     datamodule = build(cfg.data)
     module = build_module(cfg)
+    validate_callbacks(cfg, module.generator)
     module.save_hyperparameters(OmegaConf.to_container(cfg, resolve=True))  # -> loggers and checkpoints
     callbacks: list[Callback] = instantiate_group(cfg.callbacks)
     loggers: list[Logger] = instantiate_group(cfg.logger)

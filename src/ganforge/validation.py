@@ -2,8 +2,9 @@
 
 Settings that would fail deep inside training (an optimizer refusing its learning rate at the first
 step, a sampler dividing by a zero batch size), or train without any effect (``lr=0``), are refused
-before anything is built, each in one line that names the setting and the fix. Checks that belong
-to one object (``n_critic``, ``model.pack``, a net's resolution) stay in that object's constructor.
+before anything is built, each in one line that names the setting and the fix; callbacks that cannot
+run the generator are refused once it is built, before training. Checks that belong to one object
+(``n_critic``, ``model.pack``, a net's resolution) stay in that object's constructor.
 """
 
 from __future__ import annotations
@@ -12,12 +13,20 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from hydra.utils import get_object
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import Timer
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
+from ganforge.callbacks import ImageMetrics, ModeCoverage, SampleGrid, TranslationGrid, TranslationMetrics
 from ganforge.config import build
 from ganforge.errors import ConfigError
 
 PLAYERS = ("generator", "discriminator")
+#: Callbacks that draw the generator's samples from noise, and callbacks that translate test-split images.
+NOISE_CALLBACKS = (SampleGrid, ImageMetrics, ModeCoverage)
+TRANSLATION_CALLBACKS = (TranslationGrid, TranslationMetrics)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -43,6 +52,31 @@ def validate(cfg: DictConfig) -> None:
         if block:
             _require(cfg, f"loss.penalties.{name}.every", _at_least(1), "set {key}=1 (every D step) or more")
     _check_batch_splits(cfg)
+    _check_trainer_max_time(cfg)
+
+
+def validate_callbacks(cfg: DictConfig, generator: nn.Module) -> None:
+    """Refuse callbacks that cannot run ``generator`` (the built ``model.generator``): grids and metrics of noise
+    samples with a generator that translates images (it declares the ``source_shape`` it reads, and has no latent
+    space), grids and metrics of translations with a generator of noise. Checked before training, since the
+    callbacks would first fail at their first grid or evaluation, hundreds of steps in."""
+    translates = hasattr(generator, "source_shape")
+    refused = NOISE_CALLBACKS if translates else TRANSLATION_CALLBACKS
+    names = [
+        f"callbacks.{name}"
+        for name, block in (cfg.get("callbacks") or {}).items()
+        if block and isinstance(kind := get_object(block.get("_target_")), type) and issubclass(kind, refused)
+    ]
+    if names:
+        kind_of = (
+            "translates images (it reads a source, not noise); use callbacks=translation, which grids and "
+            "scores translations of the test split"
+            if translates
+            else "draws from noise and translates no images; use callbacks=default (sample grids and image metrics)"
+        )
+        raise ConfigError(
+            f"{' and '.join(names)} cannot run model.generator ({type(generator).__name__}): it {kind_of}"
+        )
 
 
 def _require(cfg: DictConfig, key: str, ok: Callable[[Any], bool], fix: str) -> None:
@@ -107,3 +141,18 @@ def _check_batch_splits(cfg: DictConfig) -> None:
                 f"model.discriminator.group_size={group_size}; use batch sizes (data.batch_size, "
                 f"model.schedule.batch_size) that are multiples of {group_size}"
             )
+
+
+def _check_trainer_max_time(cfg: DictConfig) -> None:
+    """Lightning's own time limit (``trainer.max_time``) is parsed by its ``Timer`` when the trainer is built, and a
+    malformed value surfaces as Lightning's exception inside Hydra's; parse it up front the same way."""
+    value = OmegaConf.select(cfg, "trainer.max_time")
+    if value is None:
+        return
+    try:
+        Timer(duration=value)  # as the trainer gets it from Hydra
+    except (MisconfigurationException, TypeError, AttributeError):  # AttributeError: a number or a mapping
+        raise ConfigError(
+            f"trainer.max_time={value!r}: Lightning reads DD:HH:MM:SS (hours, minutes and seconds two digits each), "
+            "e.g. trainer.max_time=00:00:15:00 for 15 minutes"
+        ) from None
