@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,12 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from ganforge.config import build, build_module, generator_from_checkpoint, load_checkpoint
-from ganforge.data.datamodules import MNIST5kDataModule
+from ganforge.data.datamodules import MNIST5kDataModule, TensorImages
 from ganforge.data.paired import MASK_FILL, PairedDataModule, PairedFolderDataModule, PairedImages, downsampled, masked
-from ganforge.data.unpaired import UnpairedFolderDataModule
+from ganforge.data.unpaired import UnpairedFolderDataModule, each_source_once, interleaved
 from ganforge.errors import ConfigError, DatasetNotFoundError
 from ganforge.games.cyclegan import ImagePool
+from ganforge.metrics.image_metrics import split_images
 from ganforge.metrics.translation import translation_scores
 from ganforge.nets.translation import PatchDiscriminator, SRResNetGenerator, UNetGenerator
 from ganforge.train import train
@@ -359,15 +361,43 @@ def test_cyclegan_losses_have_the_papers_weights(tmp_path: Path) -> None:
     assert game.d_adversarial(gan.objective, d_real, d_fake).item() == pytest.approx((d_a + d_b).item(), rel=1e-5)
 
 
-def test_unpaired_domains_keep_their_classes_and_repeat_the_smaller(tmp_path: Path) -> None:
-    data = build(_cycle_cfg(tmp_path, "data.classes_a=[7,8]").data)
+def _images_of(split: TensorImages, classes: str) -> torch.Tensor:
+    return split.images[torch.isin(split.labels, torch.tensor(json.loads(classes)))]
+
+
+def _multiset(images: torch.Tensor) -> Counter[bytes]:
+    """Each image's bytes, counted: equal multisets hold the same images as often."""
+    return Counter(image.numpy().tobytes() for image in images)
+
+
+@pytest.mark.parametrize(("classes_a", "classes_b"), [("[7]", "[8,9]"), ("[7,8]", "[9]")])
+def test_unpaired_test_splits_score_each_source_and_each_target_once(
+    tmp_path: Path, classes_a: str, classes_b: str
+) -> None:
+    """Whichever domain is larger: training cycles the smaller, while the test split translates each test image
+    of A once and the image metrics' reference holds each test image of B once."""
+    data = build(_cycle_cfg(tmp_path, f"data.classes_a={classes_a}", f"data.classes_b={classes_b}").data)
+    domains = {
+        training: [_images_of(data.base_a.load_split(train=training), classes) for classes in (classes_a, classes_b)]
+        for training in (True, False)
+    }
+    a, b = domains[False]
     test = data.load_split(train=False)
-    assert len(test) == 2000 and set(test.labels.tolist()) == {9}  # B: ankle boots, repeated to A's length
-    sources = data.base_a.load_split(train=False)
-    sneakers_and_bags = sources.images[torch.isin(sources.labels, torch.tensor([7, 8]))]
-    assert torch.equal(test.sources.sort(dim=0).values, sneakers_and_bags.sort(dim=0).values)  # every A once
+    assert len(test) == len(a) and _multiset(test.sources) == _multiset(a)  # every test source once
+    assert set(test.labels.tolist()) <= set(json.loads(classes_b))
+    reference = torch.cat(list(split_images(data, "test", 10_000, 0, 500)))  # what FID and the others compare with
+    assert len(reference) == len(b) and _multiset(reference) == _multiset(b)  # every test target once
+    assert len(data.load_split(train=True)) == max(len(d) for d in domains[True])  # training cycles the smaller
     with pytest.raises(ConfigError, match="classes_b=\\[42\\]"):
         build(_cycle_cfg(tmp_path, "data.classes_b=[42]").data).load_split(train=False)
+
+
+def test_unpaired_evaluation_indices_take_each_source_once_and_targets_without_repeats_while_they_last() -> None:
+    sources, targets = each_source_once(3, 5)
+    assert sources.tolist() == [0, 1, 2] and targets.tolist() == [0, 1, 2]
+    sources, targets = each_source_once(5, 2)
+    assert sources.tolist() == [0, 1, 2, 3, 4] and targets.tolist() == [0, 1, 0, 1, 0]
+    assert all(torch.equal(x, y) for x, y in zip(each_source_once(4, 4), interleaved(4, 4, 0), strict=True))
 
 
 def test_the_cyclegan_folder_layout_reads_both_domains(tmp_path: Path) -> None:
@@ -382,6 +412,13 @@ def test_the_cyclegan_folder_layout_reads_both_domains(tmp_path: Path) -> None:
     assert b.shape == a.shape == (1, 8, 8) and int(b.float().mean()) == 200 and int(a.float().mean()) == 10
     with pytest.raises(DatasetNotFoundError, match="testB/ is missing"):
         data.load_split(train=False)
+    (tmp_path / "testB").mkdir()
+    for i in range(3):  # more targets than sources, each its own grey level
+        Image.fromarray(np.full((6, 6), 100 + i, dtype=np.uint8)).save(tmp_path / "testB" / f"{i}.png")
+    test = data.load_split(train=False)
+    assert len(test) == 2  # each source once
+    reference = torch.cat(list(split_images(data, "test", 100, 0, 2)))
+    assert sorted(reference[:, 0, 0, 0].tolist()) == [100, 101, 102]  # each target once
 
 
 @pytest.mark.slow

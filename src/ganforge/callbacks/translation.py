@@ -32,10 +32,12 @@ def paired_datamodule(trainer: Trainer, callback: str) -> Any:
 
 class TranslationMetrics(EveryNGenSteps):
     """Every ``every_n_gen_steps`` generator steps and at the end, translate ``n`` test-split sources (a seeded
-    subset) with the (EMA) generator and score the outputs (:func:`~ganforge.metrics.translation.translation_scores`):
-    on paired data ``psnr``, ``ssim``, ``l1`` against their targets; for a two-way generator (CycleGAN) the cycle
-    error ``cycle_l1`` and, where the data names them, the share classified as the target classes; against the
-    same ``n`` test targets as the target domain, FID, KID, IS, precision/recall in the space of ``features``.
+    subset; each once) with the (EMA) generator and score the outputs
+    (:func:`~ganforge.metrics.translation.translation_scores`): on paired data ``psnr``, ``ssim``, ``l1`` against
+    their targets; for a two-way generator (CycleGAN) the cycle error ``cycle_l1`` and, where the data names them,
+    the share classified as the target classes; FID, KID, IS, precision/recall in the space of ``features``
+    against ``n`` test targets as the target domain (paired: the same subset's; unpaired: a seeded subset of
+    domain B's test images, each once, however many sources domain A has).
     Logs ``metrics/<name>``; writes the last scores with their protocol to ``metrics.json``.
 
     Every rank scores the whole set (rank 0's generator), so no gathering is needed.
@@ -90,13 +92,20 @@ class TranslationMetrics(EveryNGenSteps):
     def protocol(self, trainer: Trainer) -> dict[str, Any]:
         assert self.scorer is not None
         kind = cast(GANModule, trainer.lightning_module).sampling_generator_name
-        available = len(paired_datamodule(trainer, "translation_metrics").load_split(train=False))
+        datamodule = paired_datamodule(trainer, "translation_metrics")
+        available = len(datamodule.load_split(train=False))
         chosen = f"{self.n} test-split sources (seeded subset, seed {self.seed})"
+        scored = chosen if self.n < available else f"all {available} test-split sources"
+        if getattr(datamodule, "paired", True):
+            reference = "the targets of the translated sources"
+        else:
+            targets = len(datamodule.load_targets(train=False))
+            reference = f"{min(self.n, targets)} of domain B's {targets} test images (seeded subset), each once"
         return {
-            "generated": f"the {kind}'s translations of "
-            + (chosen if self.n < available else f"all {available} test-split sources"),
+            "generated": f"the {kind}'s translations of {scored}, each once",
             "paired": "psnr (dB), ssim and l1 of each output against its target, in [0, 1], averaged over pairs; "
             "cycle_l1 of the round trip against the source; target_class: outputs classified as the target domain",
+            "reference_images": reference,
             **self.scorer.protocol(),
         }
 

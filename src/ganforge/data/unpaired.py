@@ -1,8 +1,10 @@
 """Unpaired data for CycleGAN: two image domains, A and B, each sampled independently of the other.
 
-A batch is ``(b, a)``: domain B where images stand (what FID references read), domain A where sources stand.
-Each split is as long as its larger domain; the smaller one repeats, in a fixed random order, so the two
-domains are shuffled independently and which a goes with which b means nothing.
+A batch is ``(b, a)``: domain B where images stand, domain A where sources stand. The training split is as long
+as its larger domain; the smaller one repeats, in a fixed random order, so the two domains are shuffled
+independently and which a goes with which b means nothing. The test split holds each image of A once (each
+source is translated and scored once), beside images of B in a seeded order; the image metrics' reference is
+:meth:`load_targets`: B's images of the split, each once, however many A has.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from ganforge.data.datamodules import Batch, GANDataModule, TensorImages, ToChannels, find_images
+from ganforge.data.datamodules import Batch, GANDataModule, ImageFiles, TensorImages, ToChannels, find_images
 from ganforge.data.paired import PairedImages
 from ganforge.errors import ConfigError, DatasetNotFoundError
 
@@ -32,11 +34,24 @@ def of_classes(split: TensorImages, classes: Sequence[int] | None, name: str) ->
 
 
 def interleaved(n_a: int, n_b: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices into two domains of ``n_a`` and ``n_b`` items, as many as the larger holds: the larger in order,
-    the smaller cycled through in a seeded random order."""
+    """Training indices into two domains of ``n_a`` and ``n_b`` items, as many as the larger holds: the larger in
+    order, the smaller cycled through in a seeded random order."""
     n = max(n_a, n_b)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return tuple(torch.arange(n) if k == n else order % k for k in (n_a, n_b))  # type: ignore[return-value]
+
+
+def each_source_once(n_a: int, n_b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Evaluation indices: every item of domain A once, in order, beside B's in order (distinct while B lasts,
+    then from its start again: B's side only fills grids, the reference is B itself). With equal domains, the
+    same indices as :func:`interleaved`."""
+    return torch.arange(n_a), torch.arange(n_a) % n_b
+
+
+def split_indices(n_a: int, n_b: int, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training cycles the smaller domain (:func:`interleaved`), evaluation scores each source once
+    (:func:`each_source_once`)."""
+    return interleaved(n_a, n_b, seed=1) if train else each_source_once(n_a, n_b)
 
 
 class UnpairedDataModule(GANDataModule):
@@ -72,10 +87,11 @@ class UnpairedDataModule(GANDataModule):
         self.name = f"{self.base_a.name} {self.classes_a or 'all'} <-> {self.base_b.name} {self.classes_b or 'all'}"
         self.domain = self.base_b.domain  # outputs of A -> B are scored as B images
         self.target_classes = self.classes_b
-        self._splits: dict[bool, PairedImages] = {}
+        self._domains: dict[bool, tuple[TensorImages, TensorImages]] = {}
 
-    def load_split(self, train: bool) -> PairedImages:
-        if train not in self._splits:
+    def domains(self, train: bool) -> tuple[TensorImages, TensorImages]:
+        """Domain A's and domain B's images of a split, each once."""
+        if train not in self._domains:
             splits = [base.load_split(train) for base in (self.base_a, self.base_b)]
             if not all(isinstance(split, TensorImages) for split in splits):
                 raise ConfigError(
@@ -83,24 +99,32 @@ class UnpairedDataModule(GANDataModule):
                 )
             a = of_classes(splits[0], self.classes_a, "classes_a")  # type: ignore[arg-type]
             b = of_classes(splits[1], self.classes_b, "classes_b")  # type: ignore[arg-type]
-            ia, ib = interleaved(len(a), len(b), seed=int(train))
-            self._splits[train] = PairedImages(b.images[ib], b.labels[ib], a.images[ia])
-        return self._splits[train]
+            self._domains[train] = a, b
+        return self._domains[train]
+
+    def load_split(self, train: bool) -> PairedImages:
+        a, b = self.domains(train)
+        ia, ib = split_indices(len(a), len(b), train)
+        return PairedImages(b.images[ib], b.labels[ib], a.images[ia])
+
+    def load_targets(self, train: bool) -> TensorImages:
+        """Domain B's images of a split, each once: what the image metrics compare translations with."""
+        return self.domains(train)[1]
 
 
 class UnpairedFiles(Dataset[Batch]):
-    """Two folders of image files, decoded on demand: item i is ``(b, a)`` of :func:`interleaved` indices."""
+    """Two folders of image files, decoded on demand: item i is ``(b, a)`` of :func:`split_indices`."""
 
-    def __init__(self, files_a: list[Path], files_b: list[Path], to_tensor: Any, seed: int) -> None:
-        self.files_a, self.files_b, self.to_tensor = files_a, files_b, to_tensor
-        self.index_a, self.index_b = interleaved(len(files_a), len(files_b), seed)
+    def __init__(self, a: ImageFiles, b: ImageFiles, train: bool) -> None:
+        self.a, self.b = a, b
+        self.index_a, self.index_b = split_indices(len(a), len(b), train)
         self.targets = [0] * len(self.index_a)
 
     def __len__(self) -> int:
         return len(self.index_a)
 
     def __getitem__(self, index: int) -> Batch:
-        return self.to_tensor(self.files_b[self.index_b[index]]), self.to_tensor(self.files_a[self.index_a[index]])
+        return self.b[int(self.index_b[index])][0], self.a[int(self.index_a[index])][0]
 
 
 class UnpairedFolderDataModule(GANDataModule):
@@ -117,23 +141,26 @@ class UnpairedFolderDataModule(GANDataModule):
         self.source_channels, self.source_resolution = self.channels, self.resolution
         self.target_classes = None
 
-    def load_split(self, train: bool) -> UnpairedFiles:
-        root = Path(self.data_dir).expanduser()
+    def domain_files(self, train: bool, side: str) -> ImageFiles:
+        """The images of ``<split><side>/`` (label 0)."""
         split = "train" if train else "test"
-        files = []
-        for side in "AB":
-            folder = root / f"{split}{side}"
-            found = find_images(folder)[0] if folder.is_dir() else []
-            if not found:
-                raise DatasetNotFoundError(
-                    f"data.data_dir={self.data_dir!r}: {split}{side}/ is missing or holds no images; CycleGAN's "
-                    "layout is <data_dir>/trainA, trainB, testA, testB"
-                )
-            files.append(found)
-        return UnpairedFiles(files[0], files[1], self.read, seed=int(train))
+        folder = Path(self.data_dir).expanduser() / f"{split}{side}"
+        found = find_images(folder)[0] if folder.is_dir() else []
+        if not found:
+            raise DatasetNotFoundError(
+                f"data.data_dir={self.data_dir!r}: {split}{side}/ is missing or holds no images; CycleGAN's "
+                "layout is <data_dir>/trainA, trainB, testA, testB"
+            )
+        return ImageFiles(found, [0] * len(found), self.to_tensor)
 
-    def read(self, path: Path) -> torch.Tensor:
-        with Image.open(path) as image:
-            tensor = v2.functional.pil_to_tensor(ToChannels(self.channels)(image))
+    def load_split(self, train: bool) -> UnpairedFiles:
+        return UnpairedFiles(self.domain_files(train, "A"), self.domain_files(train, "B"), train)
+
+    def load_targets(self, train: bool) -> ImageFiles:
+        """``<split>B/``'s images, each once: what the image metrics compare translations with."""
+        return self.domain_files(train, "B")
+
+    def to_tensor(self, image: Image.Image) -> torch.Tensor:
+        tensor = v2.functional.pil_to_tensor(ToChannels(self.channels)(image))
         size = [self.resolution or tensor.shape[-2], self.resolution or tensor.shape[-1]]
         return v2.functional.resize(tensor, size, antialias=True)

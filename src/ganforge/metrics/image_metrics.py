@@ -59,13 +59,17 @@ def class_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def _split_subset(datamodule: GANDataModule, split: str, n: int, seed: int) -> tuple[Dataset, torch.Tensor]:
-    """A split and the sorted indices of its seeded random subset of ``n`` (all of it when smaller)."""
+    """A split's reference images and the sorted indices of their seeded random subset of ``n`` (all of them when
+    fewer)."""
     if split not in ("train", "test"):
         raise ConfigError(
             f"metrics.reference_split={split!r}: the real images come from a split of the data; set "
             "metrics.reference_split=train or metrics.reference_split=test"
         )
-    dataset: Dataset = datamodule.load_split(train=split == "train")
+    # Unpaired domains pair each source with an arbitrary target; their reference is the target domain's own
+    # images, each once (load_targets), whatever the split's length.
+    load = getattr(datamodule, "load_targets", datamodule.load_split)
+    dataset: Dataset = load(train=split == "train")
     return dataset, subset_index(len(dataset), n, seed)  # type: ignore[arg-type]
 
 

@@ -1,6 +1,8 @@
 """Scores of image-to-image outputs: PSNR, SSIM and L1 against paired targets (torchmetrics), the cycle error of
 unpaired translation, and the image metrics of the outputs (FID, KID, IS, precision/recall) against the target
-domain."""
+domain. Each source of a test split is translated once; for unpaired data the reference is the target domain's
+own test images, each once, as many as it has (``load_targets``), not the targets the split sets beside the
+sources."""
 
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ Pair = tuple[torch.Tensor, torch.Tensor]
 
 
 def pairs(dataset: Dataset, index: torch.Tensor, batch_size: int, num_workers: int = 0) -> Iterator[Pair]:
-    """``(targets, sources)`` batches of a paired split at ``index``, scaled to [-1, 1]."""
+    """``(targets, sources)`` batches of a paired split at ``index``, scaled to [-1, 1] (an unpaired test split:
+    each source once, beside an unrelated target)."""
     if isinstance(dataset, PairedImages):
         batches: Iterable[Pair] = zip(
             dataset.images[index].split(batch_size), dataset.sources[index].split(batch_size), strict=True
@@ -63,8 +66,9 @@ def translation_scores(
     pairs, and ``l1``, the mean absolute error in [0, 1]. With an ``inverse`` (CycleGAN's B -> A),
     ``cycle_l1``: the mean absolute error in [0, 1] of ``inverse(translate(source))`` against the source. With a
     ``scorer`` and its ``features``, the image metrics of the outputs against the scorer's reference (the target
-    domain), and with ``target_classes``, ``target_class``: the share of outputs the features' classifier puts
-    in one of those classes (CycleGAN's sneaker -> ankle boot: class 9)."""
+    domain: paired, the sources' targets; unpaired, its own test images, each once), and with ``target_classes``,
+    ``target_class``: the share of outputs the features' classifier puts in one of those classes (CycleGAN's
+    sneaker -> ankle boot: class 9)."""
     psnr = PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3)).to(device)
     ssim = StructuralSimilarityIndexMeasure(data_range=1.0).to(device)
     absolute = cycled = 0.0
