@@ -1,4 +1,4 @@
-"""A test callback: every rank saves its G and D parameters and its metrics when training ends."""
+"""A test callback: every rank saves its G and D parameters, its buffers and its metrics when training ends."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ class SaveRankState(Callback):
         state = {
             "generator": {k: v.detach().clone() for k, v in module.generator.named_parameters()},
             "discriminator": {k: v.detach().clone() for k, v in module.discriminator.named_parameters()},
+            "buffers": {k: v.detach().clone() for k, v in module.named_buffers()},
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
             "world_size": trainer.world_size,
             "generator_steps": module.generator_steps,

@@ -24,6 +24,7 @@ from ganforge.distributed import RANK_CONFIG, DDPStrategy, JobLauncher, rank_com
 from ganforge.errors import ConfigError
 from ganforge.evaluate import evaluate
 from tests.conftest import TINY, compose_config
+from tests.test_translation import CYCLE_TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -117,6 +118,37 @@ def test_ddp_trains_an_image_to_image_game_with_identical_ranks(tmp_path: Path) 
     assert ranks[0]["world_size"] == 2 and ranks[0]["generator_steps"] == 6
     assert_same_weights(ranks)
     assert ranks[0]["metrics"]["metrics/psnr"] == ranks[1]["metrics"]["metrics/psnr"] > 0
+
+
+@pytest.mark.slow
+def test_ddp_ranks_keep_their_own_image_pools_through_a_resume(tmp_path: Path) -> None:
+    """CycleGAN on 2 CPU ranks: each rank's image pools hold its own fakes while the nets stay identical; the
+    checkpoint keeps every rank's pools, and each resumed rank continues from its own (not rank 0's, which the
+    state_dict holds and DDP broadcasts when it wraps the module), as if uninterrupted."""
+    quiet = ["~callbacks.translation_metrics", "~callbacks.best_checkpoint", "~callbacks.translation_grid"]
+    probe = "+callbacks.probe._target_=tests.ddp_probe.SaveRankState"
+    common = ["trainer=ddp_cpu", *CYCLE_TINY, *quiet, "game.pool_size=8", "max_gen_steps=4",
+              "callbacks.checkpoint.every_n_gen_steps=3", probe]  # fmt: skip
+    run_train(
+        tmp_path, *common, f"paths.output_dir={tmp_path / 'run'}", f"+callbacks.probe.dirpath={tmp_path / 'straight'}"
+    )
+    checkpoint = tmp_path / "run" / "checkpoints" / "gen_step_0000003.ckpt"
+    run_train(tmp_path, *common, f"ckpt_path={checkpoint}", f"paths.output_dir={tmp_path / 'resumed_run'}",
+              f"+callbacks.probe.dirpath={tmp_path / 'resumed'}")  # fmt: skip
+    straight, resumed = load_ranks(tmp_path / "straight"), load_ranks(tmp_path / "resumed")
+    assert_same_weights(straight)
+    assert_same_weights({0: straight[0], 1: resumed[0]})
+    pools = [f"game.pool_{side}.{buffer}" for side in "ab" for buffer in ("images", "count")]
+    for images, count in zip(pools[0::2], pools[1::2], strict=True):
+        assert straight[0]["buffers"][count] == straight[1]["buffers"][count] == 8  # full after 4 steps of 4 fakes
+        assert (straight[0]["buffers"][images] != straight[1]["buffers"][images]).flatten(1).any(dim=1).all()
+    for rank in (0, 1):
+        for name, value in straight[rank]["buffers"].items():
+            assert torch.equal(resumed[rank]["buffers"][name], value), (rank, name)
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    for name in pools:
+        for rank in (0, 1):
+            assert torch.equal(saved["ganforge"]["per_rank_buffers"][name][rank], straight[rank]["buffers"][name])
 
 
 #: Two-job sweeps: Hydra's basic sweeper (two seeds) and Optuna (two trials, which it samples; the

@@ -7,6 +7,8 @@ import json
 import math
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,6 +27,7 @@ from ganforge.errors import ConfigError, DatasetNotFoundError
 from ganforge.games.cyclegan import ImagePool
 from ganforge.metrics.image_metrics import split_images
 from ganforge.metrics.translation import translation_scores
+from ganforge.module import GANModule
 from ganforge.nets.translation import PatchDiscriminator, SRResNetGenerator, UNetGenerator
 from ganforge.train import train
 from ganforge.translate import translate
@@ -419,6 +422,43 @@ def test_the_cyclegan_folder_layout_reads_both_domains(tmp_path: Path) -> None:
     assert len(test) == 2  # each source once
     reference = torch.cat(list(split_images(data, "test", 100, 0, 2)))
     assert sorted(reference[:, 0, 0, 0].tolist()) == [100, 101, 102]  # each target once
+
+
+def test_cyclegan_checkpoints_keep_every_ranks_image_pools_and_each_rank_resumes_its_own(tmp_path: Path) -> None:
+    """Two ranks, faked (tests/test_distributed.py trains real ones): the pools are left out of DDP's broadcasts
+    of rank 0's buffers, the checkpoint rank 0 writes holds both ranks' pools, and each resumed rank loads its
+    own over the state_dict's copy (rank 0's)."""
+    pools = ["game.pool_a.images", "game.pool_a.count", "game.pool_b.images", "game.pool_b.count"]
+    gathered: list[torch.Tensor] = []  # rank 1's side of each all_gather, in call order
+
+    def on_rank(rank: int) -> GANModule:
+        module = build_module(_cycle_cfg(tmp_path, "game.pool_size=2"))
+        fakes = torch.full((2, 1, 28, 28), float(rank))  # each rank's own fakes
+        module.game.pool_a.query(fakes)
+        module.game.pool_b.query(fakes - 10)
+
+        def all_gather(state: torch.Tensor) -> torch.Tensor:
+            if rank == 1:  # gathers first, recording what rank 0's gathers receive from it
+                gathered.append(state)
+                return torch.stack([state, state])
+            return torch.stack([state, gathered.pop(0)])
+
+        strategy = SimpleNamespace(root_device=torch.device("cpu"), all_gather=all_gather)
+        module._trainer = SimpleNamespace(world_size=2, global_rank=rank, strategy=strategy)  # type: ignore[assignment]
+        return module
+
+    ranks = [on_rank(0), on_rank(1)]
+    assert ranks[0]._ddp_params_and_buffers_to_ignore == pools
+    ranks[1].on_save_checkpoint({})  # every rank takes part in the gathers; rank 0 writes the checkpoint
+    checkpoint: dict[str, Any] = {"state_dict": ranks[0].state_dict()}
+    ranks[0].on_save_checkpoint(checkpoint)
+    rows = checkpoint["ganforge"]["per_rank_buffers"]["game.pool_b.images"][:, :, 0, 0, 0]
+    assert rows.tolist() == [[-10.0, -10.0], [-9.0, -9.0]]  # rank 0's fakes, rank 1's
+    for rank in (0, 1):
+        resumed = on_rank(rank)
+        resumed.on_load_checkpoint(checkpoint)
+        resumed.load_state_dict(checkpoint["state_dict"])
+        assert resumed.game.pool_a.images.unique().tolist() == [float(rank)] and int(resumed.game.pool_a.count) == 2
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ from lightning.pytorch import strategies as pl_strategies
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from omegaconf import OmegaConf
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ganforge.errors import ConfigError
 from ganforge.generation import shard_range
@@ -64,13 +65,33 @@ def gather_shards(trainer: Trainer, shard: torch.Tensor, n: int) -> torch.Tensor
 def broadcast_buffers(module: nn.Module, trainer: Trainer) -> None:
     """Give every rank rank 0's buffers of ``module`` (BatchNorm statistics, spectral-norm vectors).
 
-    DDP syncs buffers at the start of each training step, but the step itself updates them from
-    each rank's own batch; an evaluation after the step would otherwise sample from generators
-    that differ slightly across ranks (and from the one rank 0 checkpoints).
+    DDP broadcasts rank 0's buffers when it wraps the module, but every training step updates them
+    from each rank's own batch (Lightning's manual optimization skips DDP's broadcast before each
+    forward pass); an evaluation would otherwise sample from generators that differ slightly across
+    ranks (and from the one rank 0 checkpoints).
     """
     if trainer.world_size > 1:
         for buffer in module.buffers():
             dist.broadcast(buffer, src=0)
+
+
+def per_rank_buffers(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The buffers of ``module``'s submodules that set ``per_rank = True``, by qualified name: state each DDP
+    rank keeps its own of (CycleGAN's image pools hold the rank's own fakes)."""
+    return {
+        name: buffer
+        for prefix, submodule in module.named_modules()
+        if getattr(submodule, "per_rank", False)
+        for name, buffer in submodule.named_buffers(prefix=prefix)
+    }
+
+
+def keep_per_rank(module: nn.Module) -> None:
+    """Leave :func:`per_rank_buffers` out of DDP's broadcasts of rank 0's buffers, which would give every rank
+    rank 0's copy: the one when DDP wraps ``module`` (after a resumed rank has loaded its own) and those before
+    forward passes (which Lightning skips under manual optimization today). Torch's documented workaround until
+    DDP has a public API for it (pytorch/pytorch#43690); to be called before DDP wraps ``module``."""
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, list(per_rank_buffers(module)))
 
 
 def _in_multirun() -> bool:

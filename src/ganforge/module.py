@@ -15,6 +15,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.swa_utils import AveragedModel
 
 from ganforge.augment import Augmentation
+from ganforge.distributed import keep_per_rank, per_rank_buffers
 from ganforge.errors import ConfigError, TrainingDivergedError
 from ganforge.games import Game, Judged, Round, batch_size
 from ganforge.generation import generate_batches
@@ -103,6 +104,7 @@ class GANModule(LightningModule):
         self.pack = pack
         self.game = game or Game()  # the plain two-player game by default
         self.game.bind(self)
+        keep_per_rank(self)  # under DDP, state such as CycleGAN's image pools stays each rank's own
         self.generator_ema: AveragedModel | None = None
         if ema_decay is not None:
             self.generator_ema = AveragedModel(generator, multi_avg_fn=EMAWithWarmup(ema_decay), use_buffers=True)
@@ -376,6 +378,8 @@ class GANModule(LightningModule):
             # run matches an uninterrupted one.
             "torch_rng": self._gather_per_rank(torch.get_rng_state()),
             "cuda_rng": self._gather_per_rank(torch.cuda.get_rng_state(cuda)) if cuda is not None else [],
+            # The state_dict holds rank 0's copy of the per-rank buffers; here every rank's, so each resumes its own.
+            "per_rank_buffers": {name: self._gather_per_rank(b) for name, b in per_rank_buffers(self).items()},
         }
 
     def _cuda_device(self) -> torch.device | None:
@@ -385,8 +389,8 @@ class GANModule(LightningModule):
         return device if device.type == "cuda" else None
 
     def _gather_per_rank(self, state: torch.Tensor) -> torch.Tensor:
-        """This process's RNG ``state``, or under DDP every rank's, stacked in rank order (every rank
-        takes part in saving a checkpoint; rank 0 writes it)."""
+        """This process's ``state`` (RNG states, per-rank buffers), or under DDP every rank's, stacked in rank
+        order (every rank takes part in saving a checkpoint; rank 0 writes it)."""
         if self._trainer is None or self.trainer.world_size == 1:
             return state[None]
         return self.trainer.strategy.all_gather(state.to(self.device)).cpu()
@@ -396,6 +400,10 @@ class GANModule(LightningModule):
         self.generator_steps = state["generator_steps"]
         self.discriminator_steps = state["discriminator_steps"]
         self.images_shown = state["images_shown"]
+        for name, rows in state.get("per_rank_buffers", {}).items():  # absent from checkpoints before issue 32
+            # Each rank loads its own row (a rank beyond those saved, a saved one's); the hook runs before the
+            # state_dict is loaded, and DDP does not broadcast these buffers over it.
+            checkpoint["state_dict"][name] = rows[self.global_rank % len(rows)]
         states = state["torch_rng"]
         states = states[None] if states.dim() == 1 else states  # checkpoints from before per-rank states
         # A copy of the row: set_rng_state reads a tensor's storage from its start, ignoring the row's offset.

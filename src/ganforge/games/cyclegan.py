@@ -67,10 +67,14 @@ class DomainDiscriminators(nn.Module):
 class ImagePool(nn.Module):
     """The last ``size`` fakes (buffers, so a checkpoint keeps them). :meth:`query` returns, for each image of
     a batch, the image itself while the pool fills; once full, with probability 0.5 a stored fake (replaced by
-    the new one), else the new one. Draws come from torch's global generator, which checkpoints restore."""
+    the new one), else the new one. Draws come from torch's global generator, which checkpoints restore.
+
+    Under DDP each rank's pool holds its own fakes (``per_rank``): DDP leaves the buffers out of its broadcast of
+    rank 0's, and checkpoints keep every rank's (:func:`ganforge.distributed.per_rank_buffers`)."""
 
     images: torch.Tensor
     count: torch.Tensor
+    per_rank = True
 
     def __init__(self, size: int, shape: tuple[int, ...]) -> None:
         super().__init__()
