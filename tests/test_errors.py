@@ -60,6 +60,11 @@ CLI_CASES = [
             "use callbacks=translation",
         ],
     ),
+    (
+        "malformed-max_time",
+        ["max_time=00:00:00:900"],
+        ["error: max_time='00:00:00:900': a wall-clock budget is HH:MM:SS, DD:HH:MM:SS or seconds", "=00:15:00"],
+    ),
     (  # printed as Lightning's exception inside Hydra's, after the run folder and loggers were made
         "malformed-trainer.max_time",
         ["+trainer.max_time=00:00:00:900"],

@@ -116,6 +116,7 @@ MAY_CHANGE = (
     "ckpt_path",
     "optimized_metric",
     "max_gen_steps",
+    "max_time",
     "paths",
     "logger",
     "callbacks",

@@ -16,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from ganforge.callbacks.budget import WallClockBudget, parse_max_time, run_start
 from ganforge.config import build, build_module, load_checkpoint
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError, Preempted
 from ganforge.preemption import Preemption
@@ -43,6 +44,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def _fit(cfg: DictConfig) -> dict[str, float]:
+    started = run_start()
     validate(cfg)  # bad settings, refused before anything is built
     seed_everything(cfg.seed, workers=True)
     ckpt_path = _checkpoint_to_resume(cfg)
@@ -51,6 +53,8 @@ def _fit(cfg: DictConfig) -> dict[str, float]:
     validate_callbacks(cfg, module.generator)
     module.save_hyperparameters(OmegaConf.to_container(cfg, resolve=True))  # -> loggers and checkpoints
     callbacks: list[Callback] = instantiate_group(cfg.callbacks)
+    if cfg.get("max_time") is not None:  # after the evaluations, whose time it reserves
+        callbacks.append(WallClockBudget(parse_max_time(cfg.max_time), started))
     loggers: list[Logger] = instantiate_group(cfg.logger)
     max_steps = cfg.max_gen_steps * module.optimizer_steps_per_gen_step if cfg.max_gen_steps else -1
     trainer: Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=max_steps)

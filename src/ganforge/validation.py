@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ganforge.callbacks import ImageMetrics, ModeCoverage, SampleGrid, TranslationGrid, TranslationMetrics
+from ganforge.callbacks.budget import parse_max_time
 from ganforge.config import build
 from ganforge.errors import ConfigError
 
@@ -51,6 +52,13 @@ def validate(cfg: DictConfig) -> None:
     for name, block in (cfg.loss.get("penalties") or {}).items():
         if block:
             _require(cfg, f"loss.penalties.{name}.every", _at_least(1), "set {key}=1 (every D step) or more")
+    _require(
+        cfg,
+        "max_time",
+        _optional_duration,
+        "a wall-clock budget is HH:MM:SS, DD:HH:MM:SS or seconds, e.g. {key}=00:15:00 for 15 minutes "
+        "(training stops in time for the final evaluation), or {key}=null for none",
+    )
     _check_batch_splits(cfg)
     _check_trainer_max_time(cfg)
 
@@ -99,6 +107,13 @@ def _at_least(low: int) -> Callable[[Any], bool]:
 
 def _optional(ok: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda value: value is None or (_is_number(value) and ok(value))
+
+
+def _optional_duration(value: Any) -> bool:
+    try:
+        return value is None or parse_max_time(value) > 0
+    except ValueError:
+        return False
 
 
 def _is_number(value: Any) -> bool:
@@ -154,5 +169,6 @@ def _check_trainer_max_time(cfg: DictConfig) -> None:
     except (MisconfigurationException, TypeError, AttributeError):  # AttributeError: a number or a mapping
         raise ConfigError(
             f"trainer.max_time={value!r}: Lightning reads DD:HH:MM:SS (hours, minutes and seconds two digits each), "
-            "e.g. trainer.max_time=00:00:15:00 for 15 minutes"
+            "e.g. trainer.max_time=00:00:15:00 for 15 minutes; or set max_time=00:15:00, a budget that the final "
+            "evaluation and checkpoint fit in"
         ) from None

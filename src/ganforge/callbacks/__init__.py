@@ -1,6 +1,7 @@
-"""Lightning callbacks (generator-step checkpoints, sample grids, evaluation, the progress bar) and the
-atomic checkpoint writer."""
+"""Lightning callbacks (generator-step checkpoints, sample grids, evaluation, the progress bar, the wall-clock
+budget) and the atomic checkpoint writer."""
 
+from ganforge.callbacks.budget import WallClockBudget
 from ganforge.callbacks.checkpoint import AtomicCheckpointIO, GenStepCheckpoint
 from ganforge.callbacks.evaluation import ImageMetrics, ModeCoverage
 from ganforge.callbacks.progress import GANProgressBar
@@ -16,4 +17,5 @@ __all__ = [
     "SampleGrid",
     "TranslationGrid",
     "TranslationMetrics",
+    "WallClockBudget",
 ]

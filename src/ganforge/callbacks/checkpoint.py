@@ -14,6 +14,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from ganforge.callbacks.schedule import Timed
+
 #: Suffix of a checkpoint being written; renamed into place once complete.
 PARTIAL = ".partial"
 
@@ -22,7 +24,7 @@ PARTIAL = ".partial"
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization", category=UserWarning)
 
 
-class GenStepCheckpoint(ModelCheckpoint):
+class GenStepCheckpoint(Timed, ModelCheckpoint):
     """``ModelCheckpoint`` that saves every ``every_n_gen_steps`` generator steps (plus ``last.ckpt``).
 
     Lightning's step counter advances once per optimizer step, i.e. ``n_critic + 1`` times
@@ -30,7 +32,8 @@ class GenStepCheckpoint(ModelCheckpoint):
     Also saves at the end of training, so ``last.ckpt`` always holds the final state (and a
     ``monitor``-ed top-k, such as ``best.ckpt`` by FID, sees the final evaluation), and when the
     run is stopped by SIGTERM (preemption: :mod:`ganforge.preemption`) after its current batch.
-    File names carry no ``=`` so that they can be passed as ``ckpt_path=...`` without quoting.
+    File names carry no ``=`` so that they can be passed as ``ckpt_path=...`` without quoting. Each write is
+    timed (:class:`~ganforge.callbacks.schedule.Timed`).
     """
 
     def __init__(self, every_n_gen_steps: int = 1000, **kwargs: Any) -> None:
@@ -67,10 +70,25 @@ class GenStepCheckpoint(ModelCheckpoint):
             self._save_topk_checkpoint(trainer, candidates)
         self._save_last_checkpoint(trainer, candidates)
 
+    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        with self.timed():
+            super()._save_checkpoint(trainer, filepath)
+
+    @property
+    def saves_at_end(self) -> int:
+        """Files written when training ends: the top-k one (a step's, or ``best.ckpt`` when it improved) and
+        ``last.ckpt``."""
+        return int(self.save_top_k != 0) + int(bool(self.save_last))
+
+    def write_last(self, trainer: Trainer) -> None:
+        """Write ``last.ckpt`` now (when SIGTERM stops a run; once early in a run with a wall-clock budget, to time
+        a write)."""
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """Lightning raises ``SIGTERMException`` between batches, so the state is one to resume from."""
         if isinstance(exception, SIGTERMException) and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self.write_last(trainer)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
