@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 from ganforge.data import ImageFolderDataModule
-from ganforge.data.datamodules import ToChannels
+from ganforge.data.datamodules import ImageFiles, ToChannels
 from ganforge.errors import ConfigError, DatasetNotFoundError
+from ganforge.metrics import DomainFeatures, split_features
 
 RNG = np.random.default_rng(0)
 
@@ -226,3 +227,110 @@ def test_workers_decode_the_images(tmp_path: Path) -> None:
     in_process = batches(folder_module(tmp_path / "mixed", batch_size=7))
     in_workers = batches(folder_module(tmp_path / "mixed", batch_size=7, num_workers=2))
     assert torch.equal(in_process[0][0], in_workers[0][0])
+
+
+def write_images(root: Path, names: list[str]) -> list[Path]:
+    """A small PNG at each relative path under ``root``; returns the paths."""
+    paths = [root / name for name in names]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(noise(8, 8, 3)).save(path)
+    return paths
+
+
+def split_files(dm: ImageFolderDataModule) -> tuple[list[Path], list[Path]]:
+    train, test = dm.load_split(train=True), dm.load_split(train=False)
+    assert isinstance(train, ImageFiles) and isinstance(test, ImageFiles)
+    return train.files, test.files
+
+
+def test_a_held_out_test_split_is_disjoint_stable_and_seeded_by_the_data(tmp_path: Path) -> None:
+    """data.test_fraction=0.25 of 60 images: train and test are disjoint and cover the folder; the same split for
+    every call and every training seed; another data.split_seed gives another; images added later leave every
+    earlier one in its split."""
+    root = tmp_path / "photos"
+    images = write_images(root, [f"{i:02d}.png" for i in range(60)])
+    train, test = split_files(folder_module(root, test_fraction=0.25))
+    assert set(train).isdisjoint(test) and sorted(train + test) == images
+    assert 5 <= len(test) <= 25  # about a quarter: each image's draw is its own
+    for seed in (0, 7):  # the run's seed shuffles the training data, not the split
+        assert split_files(folder_module(root, test_fraction=0.25, seed=seed)) == (train, test)
+    other_train, other_test = split_files(folder_module(root, test_fraction=0.25, split_seed=1))
+    assert other_test != test and set(other_train).isdisjoint(other_test)
+    write_images(root, [f"new_{i:02d}.png" for i in range(20)])
+    grown_train, grown_test = split_files(folder_module(root, test_fraction=0.25))
+    assert set(train) <= set(grown_train) and set(test) <= set(grown_test)
+
+
+def test_training_reads_only_the_training_split(tmp_path: Path) -> None:
+    """setup() (what training draws from) holds the training images only; the held-out ones never reach a batch."""
+    root = tmp_path / "photos"
+    write_images(root, [f"{i:02d}.png" for i in range(40)])
+    dm = folder_module(root, test_fraction=0.25)
+    dm.setup("fit")
+    train, test = split_files(dm)
+    assert isinstance(dm.train_set, ImageFiles) and dm.train_set.files == train
+    assert test and set(test).isdisjoint(dm.train_set.files)
+
+
+def test_train_and_test_folders_are_the_splits(tmp_path: Path) -> None:
+    """<data_dir>/train and <data_dir>/test (or val): each split is its folder, classes named as in train/ (test/
+    may lack one); test_fraction does not apply and images beside the two folders are not read."""
+    root = tmp_path / "split"
+    train = write_images(root, ["train/cat/0.png", "train/cat/1.png", "train/dog/0.png", "train/dog/1.png"])
+    test = write_images(root, ["test/dog/2.png"])
+    write_images(root, ["loose.png"])
+    dm = folder_module(root, test_fraction=0.5, num_classes=2)
+    assert split_files(dm) == (train, test)
+    assert dm.load_split(train=True).targets == [0, 0, 1, 1]  # type: ignore[attr-defined]
+    assert dm.load_split(train=False).targets == [1]  # type: ignore[attr-defined]  # dog, as in train/
+    assert dm.split_rule == "folders train/ and test/"
+    (root / "test").rename(root / "val")
+    assert split_files(folder_module(root)) == (train, [root / "val/dog/2.png"])
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (
+            ["a.png", "b.png"],
+            r"has no test split: data\.test_fraction=0\.0 held out none of its 2 images .* set "
+            r"data\.test_fraction \(e\.g\. 0\.1.* <data_dir>/train/ and <data_dir>/test/$",
+        ),
+        (
+            ["test/a.png", "b.png"],
+            r"has a test/ folder but no train/ one; put the training images in <data_dir>/train/",
+        ),
+        (
+            ["train/cat/a.png", "test/cow/b.png"],
+            r"test: the test split's class sub-folders must be named as the "
+            r"training split's \(cat\); it has cow$",
+        ),
+    ],
+    ids=["none-held-out", "test-without-train", "unknown-test-class"],
+)
+def test_a_folder_without_a_test_split_names_the_fix(tmp_path: Path, names: list[str], message: str) -> None:
+    """Asked for the test split (metrics.reference_split=test, ganforge-eval floor=true), a folder that has none
+    says how to make one instead of handing out the training images."""
+    write_images(tmp_path / "data", names)
+    with pytest.raises(DatasetNotFoundError, match=message):
+        folder_module(tmp_path / "data").load_split(train=False)
+
+
+def test_a_test_fraction_outside_0_1_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"^data\.test_fraction=1\.5: .* in \[0, 1\); e\.g\. data\.test_fraction=0\.1$"
+    ):
+        folder_module(tmp_path, test_fraction=1.5)
+
+
+def test_reference_features_of_a_split_are_cached_per_split_rule(tmp_path: Path) -> None:
+    """The real-feature cache keys a folder's test split by how it was cut: another split seed (or the hold-out
+    of a folder cached before it existed) is computed afresh, not served the other split's features."""
+    write_images(tmp_path / "photos", [f"{i:02d}.png" for i in range(40)])
+    extractor, cache = DomainFeatures("mnist"), tmp_path / "cache"
+    for split_seed in (0, 1, 0):
+        dm = folder_module(tmp_path / "photos", channels=1, resolution=28, test_fraction=0.25, split_seed=split_seed)
+        features = split_features(dm, extractor, "test", 100, cache_dir=str(cache))
+        assert len(features) == len(dm.load_split(train=False))  # type: ignore[arg-type]
+    assert len(list(cache.iterdir())) == 2

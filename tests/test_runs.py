@@ -219,6 +219,10 @@ def test_a_setting_one_config_lacks_takes_its_default() -> None:
     ]
     assert changed_settings(continued("trainer=ddp_cpu"), continued("trainer=ddp_cpu", "~trainer.num_nodes")) == []
     assert changed_settings(continued("augment=ada"), continued())[0] == "++augment._target_=ganforge.augment.ada.ADA"
+    folder = ["data=image_folder", "data.data_dir=/pictures"]
+    saved = continued(*folder)
+    del saved["data"]["test_fraction"], saved["data"]["split_seed"]  # an image-folder run from before the hold-out
+    assert changed_settings(saved, continued(*folder)) == ["data.test_fraction=0.0"]  # it trained on every image
 
 
 def test_requeue_signal_stops_like_sigterm_then_requeues_through_the_previous_handler() -> None:

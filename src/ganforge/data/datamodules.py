@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sized
 from pathlib import Path
@@ -105,6 +106,12 @@ class GANDataModule(LightningDataModule):
 
     def load_split(self, train: bool) -> Dataset:
         raise NotImplementedError
+
+    @property
+    def split_rule(self) -> str | None:
+        """How the data is cut into its train and test splits where settings decide it (it keys the real-feature
+        cache); None where the dataset comes split."""
+        return None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
@@ -358,6 +365,14 @@ class ImageFolderDataModule(_PILImages):
     image gets label 0. Each image is converted to ``channels`` (:class:`ToChannels`), its shorter
     side resized to ``resolution`` and its centre cropped square.
 
+    The test split (the FID reference with ``metrics.reference_split=test``, ``ganforge-eval floor=true``) never
+    overlaps the training split: when ``data_dir`` holds ``train/`` and ``test/`` (or ``val/``) sub-folders, they
+    are the splits (each laid out as above; the test classes must be training classes) and nothing else is read;
+    otherwise each image is held out for the test split with probability ``test_fraction``, decided by a hash of
+    its path under ``data_dir`` and ``split_seed``: the same images for every run and training seed, and adding
+    images never moves one from one split to the other. ``test_fraction=0`` (the default here, what configs
+    written before the setting existed meant) holds none out and leaves a folder without ``test/`` no test split.
+
     Written here rather than with ``datasets.ImageFolder``, which requires class sub-folders and
     reports an unreadable file only when a DataLoader worker decodes it, mid-run and without its
     name: setup checks every file's header (PNG: all its chunks), about 0.05 ms per file.
@@ -365,9 +380,77 @@ class ImageFolderDataModule(_PILImages):
 
     name = "image folder"
 
-    def load_split(self, train: bool) -> Dataset:
-        setting = f"data.data_dir={self.data_dir!r}"
+    def __init__(self, test_fraction: float = 0.0, split_seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0 <= test_fraction < 1:
+            raise ConfigError(
+                f"data.test_fraction={test_fraction}: the share of the images held out for the test split must lie "
+                "in [0, 1); e.g. data.test_fraction=0.1"
+            )
+        self.test_fraction, self.split_seed = float(test_fraction), split_seed
+
+    @property
+    def split_rule(self) -> str:
+        folders = self.split_folders()
+        if folders is not None:
+            return f"folders train/ and {folders[1].name}/"
+        return f"held out: test_fraction={self.test_fraction}, split_seed={self.split_seed}"
+
+    def split_folders(self) -> tuple[Path, Path] | None:
+        """``(train/, test/ or val/)`` when ``data_dir`` has both (a ``test/`` without ``train/`` is refused)."""
         root = Path(self.data_dir).expanduser()
+        test = next((root / name for name in ("test", "val") if (root / name).is_dir()), None)
+        if test is None:
+            return None
+        if not (root / "train").is_dir():
+            raise DatasetNotFoundError(
+                f"data.data_dir={self.data_dir!r} has a {test.name}/ folder but no train/ one; put the training "
+                f"images in <data_dir>/train/ beside it (or rename {test.name}/ if it is a class)"
+            )
+        return root / "train", test
+
+    def load_split(self, train: bool) -> Dataset:
+        folders = self.split_folders()
+        if folders is not None:
+            files, labels, classes = self._labelled_images(folders[0])
+            if not train:
+                test, test_labels, test_classes = self._labelled_images(folders[1])
+                if classes and not (test_classes and set(test_classes) <= set(classes)):
+                    found = ", ".join(test_classes) or "images outside class sub-folders"
+                    raise DatasetNotFoundError(
+                        f"{folders[1]}: the test split's class sub-folders must be named as the training split's "
+                        f"({', '.join(classes)}); it has {found}"
+                    )
+                files = test
+                labels = [classes.index(test_classes[label]) for label in test_labels] if classes else [0] * len(test)
+        else:
+            root = Path(self.data_dir).expanduser()
+            every, every_label, classes = self._labelled_images(root)
+            chosen = [
+                i
+                for i, path in enumerate(every)
+                if held_out(path.relative_to(root), self.split_seed, self.test_fraction) != train
+            ]
+            files, labels = [every[i] for i in chosen], [every_label[i] for i in chosen]
+            if not files and not train:
+                raise DatasetNotFoundError(
+                    f"data.data_dir={self.data_dir!r} has no test split: data.test_fraction={self.test_fraction} held "
+                    f"out none of its {len(every)} images and it has no test/ folder; set data.test_fraction (e.g. "
+                    "0.1: that share of the images, never trained on) or put the splits in <data_dir>/train/ and "
+                    "<data_dir>/test/"
+                )
+        if self.num_classes is not None and self.num_classes != len(classes):
+            found = f"{len(classes)} class sub-folders" if classes else "images that are not all in class sub-folders"
+            raise ConfigError(
+                f"data.num_classes={self.num_classes}, but data.data_dir={self.data_dir!r} has {found}; set "
+                f"data.num_classes={len(classes) or 'null'}, or sort the images into one sub-folder per class "
+                "(root/class_x/img.png)"
+            )
+        return ImageFiles(files, labels, self.transform())
+
+    def _labelled_images(self, root: Path) -> tuple[list[Path], list[int], list[str]]:
+        """``(files, labels, classes)`` of the images under ``root``, every file checked (:func:`unreadable`)."""
+        setting = f"data.data_dir={self.data_dir!r}"
         if not root.is_dir():
             problem = "is a file, not a folder" if root.exists() else "does not exist"
             raise DatasetNotFoundError(
@@ -376,8 +459,9 @@ class ImageFolderDataModule(_PILImages):
         files, others = find_images(root)
         if not files:
             found = f"only {len(others)} other file(s), e.g. {others[0].name!r}" if others else "it is empty"
+            where = setting if root == Path(self.data_dir).expanduser() else f"{setting} ({root.name}/)"
             raise DatasetNotFoundError(
-                f"{setting} holds no images ({found}); put {', '.join(IMG_EXTENSIONS)} files in it or its sub-folders"
+                f"{where} holds no images ({found}); put {', '.join(IMG_EXTENSIONS)} files in it or its sub-folders"
             )
         bad = [(path, reason) for path in files if (reason := unreadable(path)) is not None]
         if bad:
@@ -388,13 +472,15 @@ class ImageFolderDataModule(_PILImages):
                 "remove or re-save them"
             )
         labels, classes = class_labels(root, files)
-        if self.num_classes is not None and self.num_classes != len(classes):
-            found = f"{len(classes)} class sub-folders" if classes else "images that are not all in class sub-folders"
-            raise ConfigError(
-                f"data.num_classes={self.num_classes}, but {setting} has {found}; set data.num_classes="
-                f"{len(classes) or 'null'}, or sort the images into one sub-folder per class (root/class_x/img.png)"
-            )
-        return ImageFiles(files, labels, self.transform())
+        return files, labels, classes
+
+
+def held_out(path: Path, seed: int, fraction: float) -> bool:
+    """Whether an image (its path under the data folder) belongs to the test split: a hash of the path and
+    ``seed`` read as a number in [0, 1), below ``fraction``. Each image's fate is its own, so adding images
+    moves none between the splits."""
+    digest = hashlib.sha256(f"{seed}:{path.as_posix()}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
 def find_images(root: Path) -> tuple[list[Path], list[Path]]:

@@ -120,6 +120,7 @@ def split_features(
         "n": n,
         "seed": seed,
         "extractor": extractor.identity,
+        **({"split_rule": datamodule.split_rule} if datamodule.split_rule else {}),  # an image folder's held-out test
     }
     images = lambda: split_images(datamodule, split, n, seed, batch_size)  # noqa: E731
     return cached(cache_dir, key, lambda: extract(extractor, images(), device)[0]).to(device)
