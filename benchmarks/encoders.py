@@ -28,13 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import seed_everything
-from omegaconf import OmegaConf
 from seeded_runs import add_arguments, mean_and_error, measured_line, train_seeds
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ganforge.config import build, build_module, generator_from_checkpoint, load_checkpoint
+from ganforge.config import build, build_module, checkpoint_config, load_checkpoint, module_from_checkpoint
 from ganforge.encode import encode_split, encoder_game
 from ganforge.games.aae import AdversarialAutoencoder
 from ganforge.games.encoders import EncoderGame
@@ -81,7 +80,7 @@ def scores(game: EncoderGame, generator: torch.nn.Module, data: Any, train_image
 
 def at_init(checkpoint: dict[str, Any]) -> tuple[EncoderGame, torch.nn.Module]:
     """The run's game and generator as its config and seed build them, before training."""
-    cfg = OmegaConf.create(checkpoint["hyper_parameters"])
+    cfg = checkpoint_config(checkpoint)
     seed_everything(cfg.seed)
     module = build_module(cfg)
     return module.game, module.generator  # type: ignore[return-value]  # an encoder game: checked by the caller
@@ -118,8 +117,8 @@ def main() -> None:
     table: dict[str, list[float]] = {}
     for seed, path in checkpoints.items():
         checkpoint = load_checkpoint(path)
-        game = encoder_game(checkpoint, str(path))
-        generator, cfg = generator_from_checkpoint(checkpoint, ema=False)
+        module, cfg = module_from_checkpoint(checkpoint)
+        game, generator = encoder_game(module.game, str(path)), module.generator
         data = build(cfg.data)
         trained = scores(game, generator, data, args.train_images)
         initial, its_generator = at_init(checkpoint)

@@ -13,11 +13,12 @@ import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 from torch.optim import SGD
 
-from ganforge.config import build, game_from_checkpoint, generator_from_checkpoint, load_checkpoint
+from ganforge.config import build, build_module, load_checkpoint
 from ganforge.encode import encode
 from ganforge.errors import ConfigError
 from ganforge.games.aae import AdversarialAutoencoder, squared_error
 from ganforge.games.bigan import BiGAN
+from ganforge.games.encoders import EncoderGame
 from ganforge.games.infogan import CodedGenerator
 from ganforge.games.vaegan import VAEGAN, gaussian_kl
 from ganforge.metrics.image_metrics import split_images
@@ -192,10 +193,11 @@ def test_encoder_experiments_train_and_encode(experiment: str, extra: list[str],
     codes = np.load(out)
     assert codes["z"].shape[0] == codes["error"].shape[0] == codes["labels"].shape[0] == 40 and grid.is_file()
 
-    checkpoint = load_checkpoint(ckpt)
-    game = game_from_checkpoint(checkpoint)
-    gen, train_cfg = generator_from_checkpoint(checkpoint, ema=False)
-    images = next(split_images(build(train_cfg.data), "test", 40, 0, 40))
+    module = build_module(cfg)  # the run's own players, loaded by hand (not by ganforge-encode's loader)
+    module.load_state_dict(load_checkpoint(ckpt)["state_dict"])
+    game, gen = module.game.eval(), module.generator.eval()
+    assert isinstance(game, EncoderGame)
+    images = next(split_images(build(cfg.data), "test", 40, 0, 40))
     x = images.float() / 127.5 - 1
     with torch.no_grad():
         z = game.encode(gen, x)
@@ -209,4 +211,32 @@ def test_encode_refuses_a_checkpoint_without_an_encoder(tmp_path: Path) -> None:
     train(compose_config("train", [*TINY, "max_gen_steps=1", "~callbacks.image_metrics", "~callbacks.best_checkpoint",
                                    f"paths.output_dir={run}"]))  # fmt: skip
     with pytest.raises(ConfigError, match="plain game"):
+        encode(compose_config("encode", [f"ckpt={run / 'checkpoints' / 'last.ckpt'}", "device=cpu"]))
+
+
+@pytest.mark.parametrize(
+    ("experiment", "game", "extra"),
+    [
+        (
+            "mnist_infogan",
+            "InfoGAN",
+            ["model.generator.net.width=8", "model.generator.net.hidden=16", "~callbacks.image_metrics"],
+        ),
+        (
+            "fmnist_cyclegan",
+            "CycleGAN",
+            ["model.generator.ab.width=4", "model.discriminator.a.width=4", "~callbacks.translation_metrics"],
+        ),
+    ],
+)
+def test_encode_refuses_games_whose_players_bind_to_the_nets(
+    experiment: str, game: str, extra: list[str], tmp_path: Path
+) -> None:
+    """InfoGAN's Q head and CycleGAN's pools are built when the game binds to the nets: the checkpoint still loads
+    whole, and ganforge-encode says in one line that the game has no encoder (it was a state_dict traceback)."""
+    run = tmp_path / "run"
+    overrides = [*TINY, f"experiment={experiment}", "max_gen_steps=1", "data.batch_size=8", f"paths.output_dir={run}"]
+    overrides = [o for o in overrides if not o.startswith(("model.generator.width", "model.discriminator.width"))]
+    train(compose_config("train", [*overrides, *extra, "~callbacks.best_checkpoint"]))
+    with pytest.raises(ConfigError, match=rf"trained with game {game}, which has no encoder; ganforge-encode reads"):
         encode(compose_config("encode", [f"ckpt={run / 'checkpoints' / 'last.ckpt'}", "device=cpu"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import netrc
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +13,13 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ganforge.checkpoint_safety import check_config, unpickling_refusal
+from ganforge.checkpoint_safety import RUN_SECTIONS, check_config, unpickling_refusal
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError
 from ganforge.module import GANModule
 from ganforge.progressive import ProgressiveGANModule
 from ganforge.runs import config_subdir, run_dir, task_name, wandb_run_id
 from ganforge.sweeps import run_name, sweep_group, sweep_tags
 
-#: The parts of a checkpoint's config that are ever built (the nets, the data, a game's players).
-BUILT_FROM_CHECKPOINTS = ("model", "data", "game")
 #: The packaged Hydra configs; ``conf/`` at the repository root links here.
 CONFIG_MODULE = "ganforge.conf"
 
@@ -48,19 +47,26 @@ def classes_if(conditional: bool, num_classes: int | None) -> int | None:
     return num_classes if conditional else None
 
 
+#: The resolvers ganforge's configs use, by name.
+RESOLVERS: dict[str, Callable[..., Any]] = {
+    "wandb_offline": wandb_offline,
+    "domain_of": domain_of,
+    "mul": lambda a, b: a * b,
+    "floordiv": lambda a, b: a // b,
+    "classes_if": classes_if,
+    "sweep_group": sweep_group,
+    "sweep_tags": sweep_tags,
+    "run_name": run_name,
+    "task_name": task_name,
+    "run_dir": run_dir,
+    "config_subdir": config_subdir,
+    "wandb_run_id": wandb_run_id,
+}
+
+
 def register_resolvers() -> None:
-    OmegaConf.register_new_resolver("wandb_offline", wandb_offline, replace=True)
-    OmegaConf.register_new_resolver("domain_of", domain_of, replace=True)
-    OmegaConf.register_new_resolver("mul", lambda a, b: a * b, replace=True)
-    OmegaConf.register_new_resolver("floordiv", lambda a, b: a // b, replace=True)
-    OmegaConf.register_new_resolver("classes_if", classes_if, replace=True)
-    OmegaConf.register_new_resolver("sweep_group", sweep_group, replace=True)
-    OmegaConf.register_new_resolver("sweep_tags", sweep_tags, replace=True)
-    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
-    OmegaConf.register_new_resolver("task_name", task_name, replace=True)
-    OmegaConf.register_new_resolver("run_dir", run_dir, replace=True)
-    OmegaConf.register_new_resolver("config_subdir", config_subdir, replace=True)
-    OmegaConf.register_new_resolver("wandb_run_id", wandb_run_id, replace=True)
+    for name, resolver in RESOLVERS.items():
+        OmegaConf.register_new_resolver(name, resolver, replace=True)
 
 
 register_resolvers()
@@ -110,9 +116,11 @@ def build_module(cfg: DictConfig) -> GANModule:
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a ganforge checkpoint, turning every way it can be unusable into one clear error.
+    """Read a ganforge checkpoint, turning every way it can be unusable or unsafe into one clear error.
 
-    Read with ``weights_only``: unpickling anything but tensors and plain values could run arbitrary code.
+    Read with ``weights_only``: unpickling anything but tensors and plain values could run arbitrary code. Its saved
+    config passes :func:`~ganforge.checkpoint_safety.check_config` (nothing foreign named, nothing to resolve)
+    before any caller reads it.
     """
     file = Path(path)
     if not file.is_file():
@@ -127,25 +135,93 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"checkpoint {str(file)!r} cannot be read ({type(err).__name__}: {str(err).splitlines()[0]}); "
             "it is probably truncated or corrupt. Use another checkpoint of the run (<run>/checkpoints/)."
         ) from None
-    if not isinstance(checkpoint, dict) or "ganforge" not in checkpoint or "hyper_parameters" not in checkpoint:
+    if not isinstance(checkpoint, dict) or not {"ganforge", "hyper_parameters", "state_dict"} <= checkpoint.keys():
         raise CheckpointError(f"{str(file)!r} is not a ganforge training checkpoint (no run config or counters inside)")
+    check_config(checkpoint["hyper_parameters"])
     return checkpoint
+
+
+def checkpoint_config(checkpoint: dict[str, Any]) -> DictConfig:
+    """The config a checkpoint (from :func:`load_checkpoint`) was trained with, as far as ganforge builds from it:
+    without the sections about the run itself (trainer, callbacks, loggers, metrics: never built from a checkpoint),
+    and with data that neither downloads nor starts worker processes (a checkpoint does not decide what ganforge
+    writes or spawns; name the data, ``data=cifar10``, to use your own settings)."""
+    kept = {key: value for key, value in checkpoint["hyper_parameters"].items() if key not in RUN_SECTIONS}
+    cfg = OmegaConf.create(kept)
+    for node in _mappings(cfg.get("data")):
+        for key, value in (("download", False), ("num_workers", 0)):
+            if key in node:
+                node[key] = value
+    return cfg
+
+
+def _mappings(node: Any) -> list[DictConfig]:
+    """``node`` and every mapping nested in it (a paired datamodule's ``base``, say)."""
+    if not isinstance(node, DictConfig):
+        return []
+    return [node, *(inner for value in node.values() for inner in _mappings(value))]
+
+
+def module_from_checkpoint(checkpoint: dict[str, Any]) -> tuple[GANModule, DictConfig]:
+    """Rebuild what a checkpoint trained, every player with its weights, in eval mode, and its config
+    (:func:`checkpoint_config`). A config that cannot be built, or weights that do not fit what it builds (another
+    version of ganforge, or an edited file), is a :class:`CheckpointError`."""
+    cfg = checkpoint_config(checkpoint)
+    try:
+        module = build_module(cfg)
+    except GanforgeError:
+        raise
+    except Exception as err:  # noqa: BLE001 - whatever a malformed config makes a constructor raise
+        raise CheckpointError(
+            f"the checkpoint's config cannot be built ({type(err).__name__}: {_first_line(err)}); it was written by "
+            "another version of ganforge or edited. Use a checkpoint of this version's ganforge-train"
+        ) from None
+    check_weights(module, checkpoint["state_dict"])
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.eval(), cfg
+
+
+def check_weights(module: torch.nn.Module, state: Any) -> None:
+    """Refuse, with one message, a checkpoint's ``state_dict`` that does not fit ``module`` (missing, extra or
+    differently shaped entries), before torch's multi-line error would."""
+    expected = module.state_dict()
+    if not isinstance(state, dict):
+        raise CheckpointError("the checkpoint's state_dict is not a mapping of names to tensors; it was edited")
+    missing, extra = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
+    shapes = [
+        f"{key} {_shape(state[key])} where its config builds {_shape(expected[key])}"
+        for key in sorted(expected.keys() & state.keys())
+        if _shape(state[key]) != _shape(expected[key])
+    ]
+    problems = [
+        f"{len(found)} {what} (e.g. {found[0]})"
+        for found, what in ((missing, "missing"), (extra, "unexpected"), (shapes, "of another shape"))
+        if found
+    ]
+    if problems:
+        raise CheckpointError(
+            f"the checkpoint's weights do not fit the nets its config builds: {'; '.join(problems)}. It was written "
+            "by another version of ganforge, or edited; use a checkpoint of this version's ganforge-train"
+        )
+
+
+def _shape(value: Any) -> tuple[int, ...] | str:
+    """A tensor's shape; the type of anything else (a net's extra state, such as ProGAN's stage)."""
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else ""
 
 
 def generator_from_checkpoint(
     checkpoint: dict[str, Any], ema: bool = True, translation: bool = False
 ) -> tuple[torch.nn.Module, DictConfig]:
-    """Rebuild the generator a checkpoint was trained with; the EMA copy when present and asked for.
-    ``translation``: the caller runs a generator that reads images (``ganforge-translate``), not noise; the
-    other kind is refused with the entry point that takes it.
-
-    The parts of the returned config that sample, eval and the notebook build, ``model`` and ``data``,
-    have passed :func:`~ganforge.checkpoint_safety.check_config`; the rest (a user's own callbacks or
-    loggers, say) is only read, never built, from a checkpoint.
-    """
-    check_config({part: checkpoint["hyper_parameters"].get(part) for part in BUILT_FROM_CHECKPOINTS})
-    cfg = OmegaConf.create(checkpoint["hyper_parameters"])
-    generator = instantiate(cfg.model.generator)
+    """The generator a checkpoint trained (:func:`module_from_checkpoint`), its EMA copy when present and asked
+    for, and the run's config. ``translation``: the caller runs a generator that reads images
+    (``ganforge-translate``), not noise; the other kind is refused with the entry point that takes it."""
+    module, cfg = module_from_checkpoint(checkpoint)
+    generator = module.sampling_generator if ema else module.generator
     name = type(generator).__name__
     if hasattr(generator, "source_shape") != translation:
         if translation:
@@ -153,20 +229,4 @@ def generator_from_checkpoint(
         raise ConfigError(
             f"this checkpoint's generator ({name}) translates images; use ganforge-translate ckpt=... input=... out=..."
         )
-    state = checkpoint["state_dict"]
-    prefix = "generator_ema.module." if ema and any(k.startswith("generator_ema.") for k in state) else "generator."
-    generator.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
-    return generator.eval(), cfg
-
-
-def game_from_checkpoint(checkpoint: dict[str, Any]) -> Any:
-    """Rebuild the game a checkpoint was trained with, with its players' trained weights (for games whose
-    players the config builds whole, such as an encoder); its config passed :func:`check_config`."""
-    check_config({part: checkpoint["hyper_parameters"].get(part) for part in BUILT_FROM_CHECKPOINTS})
-    game_cfg = checkpoint["hyper_parameters"].get("game")
-    if not game_cfg:
-        raise ConfigError("this checkpoint was trained with the plain game (game=null), which has no other players")
-    game = instantiate(OmegaConf.create(game_cfg))
-    state = {k[len("game.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("game.")}
-    game.load_state_dict(state)
-    return game.eval()
+    return generator, cfg

@@ -16,8 +16,9 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from ganforge.config import build, game_from_checkpoint, generator_from_checkpoint, load_checkpoint
+from ganforge.config import build, load_checkpoint, module_from_checkpoint
 from ganforge.errors import ConfigError
+from ganforge.games import Game
 from ganforge.games.encoders import EncoderGame
 from ganforge.generation import eval_mode, resolve_device
 from ganforge.metrics.classifier import to_unit_range
@@ -25,13 +26,13 @@ from ganforge.metrics.image_metrics import split_images, split_labels
 from ganforge.train import report_errors
 
 
-def encoder_game(checkpoint: dict[str, Any], ckpt: str) -> EncoderGame:
-    """The checkpoint's game, if it has an encoder; else the error that says which games do."""
-    game = game_from_checkpoint(checkpoint)
+def encoder_game(game: Game, ckpt: str) -> EncoderGame:
+    """A checkpoint's game, if it has an encoder; else the error that says which games do."""
     if not isinstance(game, EncoderGame):
+        played = "the plain game (game=null)" if type(game) is Game else f"game {type(game).__name__}"
         raise ConfigError(
-            f"{ckpt!r} was trained with game {type(game).__name__}, which has no encoder; ganforge-encode reads "
-            "checkpoints of game=bigan, game=aae or game=vaegan"
+            f"{ckpt!r} was trained with {played}, which has no encoder; ganforge-encode reads checkpoints of "
+            "game=bigan, game=aae or game=vaegan"
         )
     return game
 
@@ -58,9 +59,9 @@ def encode_split(
 
 
 def encode(cfg: DictConfig) -> Path:
-    checkpoint = load_checkpoint(cfg.ckpt)
-    game = encoder_game(checkpoint, cfg.ckpt)
-    generator, train_cfg = generator_from_checkpoint(checkpoint, ema=cfg.ema)
+    module, train_cfg = module_from_checkpoint(load_checkpoint(cfg.ckpt))
+    game = encoder_game(module.game, cfg.ckpt)
+    generator = module.sampling_generator if cfg.ema else module.generator
     device = resolve_device(cfg.device)
     game.to(device)
     generator.to(device)

@@ -17,7 +17,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge.callbacks.budget import WallClockBudget, parse_max_time, run_start
-from ganforge.config import build, build_module, load_checkpoint
+from ganforge.config import build, build_module, check_weights, load_checkpoint
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError, Preempted
 from ganforge.preemption import Preemption
 from ganforge.runs import LAST, changed_settings, resume_checkpoint, truncate_metrics
@@ -47,9 +47,13 @@ def _fit(cfg: DictConfig) -> dict[str, float]:
     started = run_start()
     validate(cfg)  # bad settings, refused before anything is built
     seed_everything(cfg.seed, workers=True)
-    ckpt_path = _checkpoint_to_resume(cfg)
+    resumed = _checkpoint_to_resume(cfg)
     datamodule = build(cfg.data)
     module = build_module(cfg)
+    ckpt_path = None
+    if resumed is not None:
+        ckpt_path, checkpoint = resumed
+        check_weights(module, checkpoint["state_dict"])  # one clear line where Lightning's strict load has a traceback
     validate_callbacks(cfg, module.generator)
     module.save_hyperparameters(OmegaConf.to_container(cfg, resolve=True))  # -> loggers and checkpoints
     callbacks: list[Callback] = instantiate_group(cfg.callbacks)
@@ -82,8 +86,9 @@ def _fit(cfg: DictConfig) -> dict[str, float]:
     return {name: float(value) for name, value in trainer.callback_metrics.items()}
 
 
-def _checkpoint_to_resume(cfg: DictConfig) -> str | None:
-    """The checkpoint this run starts from (:func:`ganforge.runs.resume_checkpoint`), checked before anything is built.
+def _checkpoint_to_resume(cfg: DictConfig) -> tuple[str, dict[str, Any]] | None:
+    """The checkpoint this run starts from (:func:`ganforge.runs.resume_checkpoint`) and its contents, checked
+    before anything is built.
 
     A run continued in its own folder must keep the settings it was trained with, and its
     ``metrics.csv`` loses the rows logged after the checkpoint (they are logged again).
@@ -109,7 +114,7 @@ def _checkpoint_to_resume(cfg: DictConfig) -> str | None:
             )
         last_step = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
         rank_zero_only(truncate_metrics)(output_dir / "csv" / "metrics.csv", last_step)  # DDP ranks run this too: once
-    return str(ckpt)
+    return str(ckpt), checkpoint
 
 
 def report_errors(task: Callable[[DictConfig], Any], name: str) -> Callable[[DictConfig], Any]:
