@@ -231,6 +231,25 @@ def test_srgan_weighs_its_adversarial_loss_and_adds_the_pixel_content_loss(tiny_
     assert content.item() == pytest.approx((played.fake - target).square().mean().item(), rel=1e-6)
 
 
+def test_srgan_content_in_features_trains_g_through_a_differentiable_extractor(
+    tiny_cfg: Compose, random_inception_weights: Path
+) -> None:
+    """The content loss in a domain classifier's features reaches G's weights; Inception, which quantizes its
+    input to 8 bits, would give G no gradient at all, so it is refused with the reason."""
+    features = "game.features={_target_: ganforge.metrics.DomainFeatures, domain: mnist}"
+    gan = build_module(_tiny_translation(tiny_cfg, "fmnist_srgan", "game.content=features", features))
+    target, source = torch.rand(4, 1, 28, 28) * 2 - 1, torch.rand(4, 1, 7, 7) * 2 - 1
+    gan.game.g_terms(gan, gan.game.play(gan, target, source))["content"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in gan.generator.parameters())
+    assert not any(p.requires_grad for p in gan.game.features.parameters())  # the extractor itself stays fixed
+
+    inception = (
+        f"game.features={{_target_: ganforge.metrics.InceptionFeatures, weights_path: {random_inception_weights}}}"
+    )
+    with pytest.raises(ConfigError, match=r"InceptionFeatures passes no gradient to G.*quantizes images to 8 bits"):
+        build_module(_tiny_translation(tiny_cfg, "fmnist_srgan", "game.content=features", inception))
+
+
 def test_translation_games_refuse_what_they_cannot_combine_with(tiny_cfg: Compose) -> None:
     with pytest.raises(ConfigError, match="augment=null"):
         build_module(_tiny_translation(tiny_cfg, "fmnist_pix2pix", "augment=diffaugment"))

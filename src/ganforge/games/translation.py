@@ -103,9 +103,12 @@ class SRGAN(Translation):
         super().__init__(adversarial)
         if content not in CONTENTS:
             raise ConfigError(f"game.content must be one of {', '.join(CONTENTS)}, got {content!r}")
-        if content == "features" and features is None:
+        if content == "features" and not getattr(features, "differentiable", False):
+            found = "none is set" if features is None else f"{type(features).__name__} passes no gradient to G"
             raise ConfigError(
-                "game.content=features needs game.features (a feature extractor, e.g. ${metrics.features})"
+                f"game.content=features needs a differentiable feature extractor as game.features, but {found} "
+                "(Inception quantizes images to 8 bits, as the FID protocol does); name a domain classifier, e.g. "
+                "game.features={_target_: ganforge.metrics.DomainFeatures, domain: mnist}"
             )
         self.content, self.content_weight, self.adversarial_weight = content, content_weight, adversarial_weight
         self.features = features.requires_grad_(False) if content == "features" and features is not None else None

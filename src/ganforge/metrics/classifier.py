@@ -72,9 +72,9 @@ class DomainClassifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
 
-    @torch.no_grad()
     def features_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Features (FID/KID) and logits (IS) from one forward pass."""
+        """Features (FID/KID) and logits (IS) from one forward pass; differentiable w.r.t. ``x`` (a content loss
+        in these features trains G through them; scoring runs under ``no_grad``)."""
         features = self.features(x)
         return features, self.head(features)
 

@@ -33,11 +33,13 @@ def file_digest(path: Path) -> str:
 class FeatureExtractor(nn.Module):
     """Maps images in [-1, 1] of shape (N, C, H, W) to ``(features, logits)``.
 
-    ``identity`` names the extractor and its weights for the real-statistics cache key.
+    ``identity`` names the extractor and its weights for the real-statistics cache key. ``differentiable``: its
+    features carry gradients back to the images, so a loss may be computed in them (SRGAN's content loss).
     """
 
     num_features: int
     identity: str
+    differentiable: bool = True
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -48,10 +50,12 @@ class InceptionFeatures(FeatureExtractor):
 
     Features: the 2048-d pool layer (FID, KID, precision/recall). Logits: the 1008 unbiased
     logits (the pool features times the classifier weights, no bias), which IS reads.
-    ``weights_path`` points at the weights file on machines without a network.
+    ``weights_path`` points at the weights file on machines without a network. Not differentiable: the images are
+    quantized to 8 bits first, as the FID protocol reads them (and torch-fidelity's network takes uint8 only).
     """
 
     num_features = 2048
+    differentiable = False
 
     def __init__(self, weights_path: str | None = None) -> None:
         super().__init__()
