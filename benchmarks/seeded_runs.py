@@ -62,6 +62,15 @@ def train_seeds(args: argparse.Namespace) -> dict[int, Path]:
     return {seed: out / f"seed{seed}" / "checkpoints" / "last.ckpt" for seed in args.seeds}
 
 
+def runs_of(folder: Path, seeds: list[int]) -> dict[int, Path]:
+    """Each seed's ``last.ckpt`` in ``folder``, a dated folder of an earlier :func:`train_seeds`."""
+    checkpoints = {seed: folder / f"seed{seed}" / "checkpoints" / "last.ckpt" for seed in seeds}
+    missing = [str(path) for path in checkpoints.values() if not path.is_file()]
+    if missing:
+        raise SystemExit(f"--runs {folder}: no checkpoint {', '.join(missing)}")
+    return checkpoints
+
+
 def mean_and_error(values: list[float]) -> str:
     """``mean ± standard error`` over seeds."""
     mean = statistics.mean(values)

@@ -8,7 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from omegaconf import OmegaConf
+from scipy.optimize import linear_sum_assignment
+
+from ganforge.config import build, build_module
+from ganforge.metrics.classifier import classifier_path, load_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_NETS = ["model.generator.width=8", "model.discriminator.width=8"]
@@ -83,14 +90,47 @@ def test_wall_time_trains_within_the_budget_and_tabulates_the_metrics(tmp_path: 
 
 
 @pytest.mark.slow
-def test_infogan_codes_trains_a_seed_and_scores_its_code(tmp_path: Path) -> None:
-    """Two generator steps of mnist_infogan: the code accuracy is a best assignment of 10 values to 10 classes."""
+def test_infogan_codes_trains_a_seed_and_scores_q_and_g(tmp_path: Path) -> None:
+    """Two generator steps of mnist_infogan; both figures recomputed here by hand from the run's checkpoint (Q's
+    code for each real test digit, the domain classifier's class for G's images of each code value, the best
+    one-to-one assignment), and --runs scores the same run again without training."""
     tiny = ["max_gen_steps=2", "model.generator.net.width=8", "model.discriminator.width=8"]
-    out = run_benchmark("infogan_codes.py", "mnist_infogan", "--seeds", "0", "--per-value", "20", "--out",
-                        str(tmp_path), "--overrides", *tiny)  # fmt: skip
+    args = ["mnist_infogan", "--seeds", "0", "--per-value", "20", "--out", str(tmp_path)]
+    out = run_benchmark("infogan_codes.py", *args, "--overrides", *tiny)
     (row,) = [line for line in out.splitlines() if line.startswith("| 0 | 2 |")]
-    assert 0.1 <= float(row.split("|")[3]) <= 1.0  # at least chance under the best one-to-one assignment
-    assert re.search(r"^accuracy \d\.\d{4} ± nan$", out.splitlines()[-1])
+    q, coded = (float(cell) for cell in row.split("|")[3:5])
+
+    (run,) = tmp_path.glob("*/seed0")
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    cfg = OmegaConf.create(checkpoint["hyper_parameters"])
+    module = build_module(cfg)
+    module.load_state_dict(checkpoint["state_dict"])
+    module.eval()
+    test = build(cfg.data).load_split(train=False)
+    classifier, _ = load_classifier(classifier_path("mnist"))
+    rng = torch.Generator().manual_seed(0)  # --sample-seed's default
+    generator = module.generator_ema.module
+    with torch.no_grad():
+        inferred = module.game.q_head(module.discriminator.features(test.images.float() / 127.5 - 1))[0][0]
+        drawn = [
+            classifier(generator(generator.with_codes(torch.randn(20, generator.latent_dim, generator=rng), [v])))
+            for v in range(10)
+        ]
+
+    def best_one_to_one(values: torch.Tensor, classes: torch.Tensor) -> float:
+        counts = np.zeros((10, 10))
+        np.add.at(counts, (values.numpy(), classes.numpy()), 1)
+        rows, cols = linear_sum_assignment(counts, maximize=True)
+        return float(counts[rows, cols].sum() / counts.sum())
+
+    assert len(test.labels) == 1000
+    assert q == pytest.approx(best_one_to_one(inferred.argmax(1), test.labels), abs=5e-4)
+    assert coded == pytest.approx(
+        best_one_to_one(torch.arange(10).repeat_interleave(20), torch.cat(drawn).argmax(1)), abs=5e-4
+    )
+    assert re.search(r"^code accuracy \d\.\d{4} ± nan$", out.splitlines()[-1])
+    again = run_benchmark("infogan_codes.py", *args, "--runs", str(run.parent))
+    assert row in again.splitlines()
 
 
 @pytest.mark.slow

@@ -221,6 +221,13 @@ class InfoGAN(Game):
     d_terms = _info
     g_terms = _info
 
+    @torch.no_grad()
+    def inferred_codes(self, discriminator: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
+        """Q's most likely value of each categorical code for ``images`` (in [-1, 1]): on real images, the
+        unsupervised classification the InfoGAN paper scores (about 5 % error on MNIST)."""
+        logits, _, _ = self.q_head(discriminator.features(images))  # type: ignore[operator]  # bind checked it
+        return [values.argmax(dim=1) for values in logits]
+
 
 class WithCodes(nn.Module):
     """A :class:`CodedGenerator` that draws with some codes fixed (``ganforge-sample code=[3, null, 0.5]``)."""
