@@ -17,6 +17,7 @@ from ganforge.config import build_module, generator_from_checkpoint, load_checkp
 from ganforge.errors import ConfigError
 from ganforge.evaluate import evaluate
 from ganforge.generation import class_major_labels, generate_batches
+from ganforge.metrics import DomainFeatures
 from ganforge.module import GANModule
 from ganforge.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from ganforge.objectives import NonSaturating
@@ -217,7 +218,12 @@ def test_sample_grid_and_metrics_of_a_conditional_run(conditional_run: tuple[Pat
     assert grid.size == (7 * 30 + 2, 10 * 30 + 2)
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     assert np.isfinite(metrics["fid"])
-    assert 0.0 <= metrics["class_accuracy"] <= 1.0
+    generator, _ = generator_from_checkpoint(load_checkpoint(out / "checkpoints" / "last.ckpt"))
+    labels = class_major_labels(100, 10)  # metrics.n_samples of TINY, in the evaluation's class-major order
+    with torch.no_grad():
+        images = torch.cat(list(generate_batches(generator, 100, seed=0, labels=labels)))
+        drawn = DomainFeatures("fashion_mnist")(images)[1].argmax(dim=1)
+    assert metrics["class_accuracy"] == pytest.approx((drawn == labels).double().mean().item())
     assert np.isfinite(metrics["intra_fid"]) and metrics["intra_fid"] > 0
 
 
