@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -53,6 +54,28 @@ def random_inception_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def isolated_cache(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GANFORGE_CACHE_DIR", str(cache_dir))
+
+
+def assert_same_training_state(resumed: dict[str, Any], straight: dict[str, Any]) -> None:
+    """Two checkpoints of one training, one of them resumed on the way, are bitwise the same state: the counters,
+    every weight and buffer (EMA, the game's players, augmentation and regularizer state, nets' extra state),
+    every optimizer's state and every rank's RNG state."""
+    for key in ("generator_steps", "discriminator_steps", "images_shown", "torch_rng"):
+        assert _same(resumed["ganforge"][key], straight["ganforge"][key]), key
+    assert resumed["global_step"] == straight["global_step"]
+    assert resumed["state_dict"].keys() == straight["state_dict"].keys()
+    for key, value in straight["state_dict"].items():
+        assert _same(resumed["state_dict"][key], value), key
+    assert len(resumed["optimizer_states"]) == len(straight["optimizer_states"]) > 0
+    for mine, theirs in zip(resumed["optimizer_states"], straight["optimizer_states"], strict=True):
+        assert mine["state"].keys() == theirs["state"].keys() and len(theirs["state"]) > 0
+        for param, state in theirs["state"].items():
+            for name, value in state.items():
+                assert _same(mine["state"][param][name], value), (param, name)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return torch.equal(a, b) if isinstance(b, torch.Tensor) else bool(a == b)
 
 
 def compose_config(config_name: str, overrides: list[str]) -> DictConfig:

@@ -19,10 +19,12 @@ from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ganforge.config import CONFIG_MODULE
+from ganforge.config import CONFIG_MODULE, build, generator_from_checkpoint
 from ganforge.distributed import RANK_CONFIG, DDPStrategy, JobLauncher, rank_command, write_rank_config
 from ganforge.errors import ConfigError
 from ganforge.evaluate import evaluate
+from ganforge.metrics.image_metrics import subset_index
+from ganforge.metrics.translation import pairs, translation_scores, translator
 from tests.conftest import TINY, compose_config
 from tests.test_translation import CYCLE_TINY
 
@@ -117,7 +119,14 @@ def test_ddp_trains_an_image_to_image_game_with_identical_ranks(tmp_path: Path) 
     ranks = train_ddp("ddp_cpu", tmp_path, "experiment=fmnist_pix2pix", *mnist)
     assert ranks[0]["world_size"] == 2 and ranks[0]["generator_steps"] == 6
     assert_same_weights(ranks)
-    assert ranks[0]["metrics"]["metrics/psnr"] == ranks[1]["metrics"]["metrics/psnr"] > 0
+    assert ranks[0]["metrics"]["metrics/psnr"] == ranks[1]["metrics"]["metrics/psnr"]
+    # ... and equal the single-process scores of the checkpointed generator on the same 100 seeded test pairs
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    generator, cfg = generator_from_checkpoint(saved, translation=True)
+    test = build(cfg.data).load_split(train=False)
+    single = translation_scores(translator(generator, "cpu"), pairs(test, subset_index(len(test), 100, 0), 50))
+    for name in ("psnr", "ssim", "l1"):
+        assert ranks[0]["metrics"][f"metrics/{name}"] == pytest.approx(single[name], rel=1e-5), name
 
 
 @pytest.mark.slow

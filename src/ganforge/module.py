@@ -104,6 +104,8 @@ class GANModule(LightningModule):
         self.pack = pack
         self.game = game or Game()  # the plain two-player game by default
         self.game.bind(self)
+        #: D steps per G step, as the game decides (0: a game without D, which also has no adversarial loss).
+        self.critic_steps = self.game.critic_steps(n_critic)
         keep_per_rank(self)  # under DDP, state such as CycleGAN's image pools stays each rank's own
         self.generator_ema: AveragedModel | None = None
         if ema_decay is not None:
@@ -116,12 +118,12 @@ class GANModule(LightningModule):
     @property
     def batches_per_gen_step(self) -> int:
         """Batches per generator step: one per D step, or one per G step in a game without D."""
-        return self.n_critic if self.game.adversarial else 1
+        return max(self.critic_steps, 1)
 
     @property
     def optimizer_steps_per_gen_step(self) -> int:
         """What Lightning's step counter advances per generator step: every D and G optimizer step."""
-        return self.n_critic + 1 if self.game.adversarial else 1
+        return self.critic_steps + 1
 
     @property
     def latent_dim(self) -> int:
@@ -196,15 +198,14 @@ class GANModule(LightningModule):
         y = self.game.condition(self, labels)  # class-conditional fakes take the real batch's labels
         critic = partial(self.critic, y=y)
         g_opt, d_opt = self.optimizer_list()
-        adversarial = self.game.adversarial  # False: a baseline without D (no D step, no adversarial loss)
-        g_step_follows = not adversarial or (self.discriminator_steps + 1) % self.n_critic == 0
+        g_step_follows = not self.critic_steps or (self.discriminator_steps + 1) % self.critic_steps == 0
         log_now = self._logs_this_batch(g_step_follows)
         with torch.set_grad_enabled(g_step_follows):  # the G step reuses this forward pass
             played = self.game.play(self, real, labels)
 
         logs = (
             self._discriminator_step(d_opt, critic, self.game.discriminator_round(played), y, log_now)
-            if adversarial
+            if self.critic_steps
             else {}
         )
         self.images_shown += batch_size(played.real) * self.trainer.world_size
@@ -233,7 +234,7 @@ class GANModule(LightningModule):
         every = trainer.log_every_n_steps  # type: ignore[attr-defined]  # set by Lightning's logger connector
         if every > 0 and (self.discriminator_steps + 1) % every == 0:
             return True
-        last_step = 0 < trainer.max_steps <= trainer.global_step + int(self.game.adversarial) + int(g_step_follows)
+        last_step = 0 < trainer.max_steps <= trainer.global_step + int(self.critic_steps > 0) + int(g_step_follows)
         last_epoch = trainer.is_last_batch and trainer.current_epoch + 1 == trainer.max_epochs
         return last_step or last_epoch
 
@@ -314,9 +315,9 @@ class GANModule(LightningModule):
         self, g_opt: Any, critic: Critic, played: Round, y: torch.Tensor | None, log: bool
     ) -> dict[str, Any]:
         with self.toggled_optimizer(g_opt):
-            if self.game.adversarial:
+            if self.critic_steps:
                 loss = self.game.g_adversarial(self.objective, lambda side: critic(self.augment(side)), played)
-            else:
+            else:  # no D, so nothing to fool
                 loss = torch.zeros((), device=self.device)
             terms = self.game.g_terms(self, played)
             logs = {"loss/g_adversarial": loss.detach()} if log and (len(self.g_regularizers) or terms) else {}

@@ -68,6 +68,11 @@ class Game(nn.Module):
     #: loss has no adversarial part, so the baseline pays for no D at equal wall time.
     adversarial: bool = True
 
+    def critic_steps(self, n_critic: int) -> int:
+        """D steps per G step: ``n_critic``, or none in a game without D (the loop then runs no D step and no
+        adversarial loss, one batch per G step)."""
+        return n_critic if self.adversarial else 0
+
     def generator_side(self) -> list[nn.Module]:
         """Players trained with G's optimizer, in the G step, besides G."""
         return []

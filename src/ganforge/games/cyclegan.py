@@ -40,7 +40,6 @@ class CycleGenerators(nn.Module):
         self.ab, self.ba = ab, ba
         self.source_shape = tuple(ab.source_shape)  # type: ignore[arg-type]  # translation nets declare it
         self.target_shape = tuple(ba.source_shape)  # type: ignore[arg-type]
-        self.num_classes = None
 
     def forward(self, source: torch.Tensor) -> torch.Tensor:
         return self.ab(source)
@@ -57,7 +56,6 @@ class DomainDiscriminators(nn.Module):
     def __init__(self, a: nn.Module, b: nn.Module) -> None:
         super().__init__()
         self.a, self.b = a, b
-        self.num_classes = None
 
     def forward(self, x: Judged, y: torch.Tensor | None = None) -> torch.Tensor:
         assert isinstance(x, tuple), "DomainDiscriminators judge (a, b) pairs of batches"

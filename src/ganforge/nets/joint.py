@@ -29,7 +29,6 @@ class JointDiscriminator(nn.Module):
                 f"JointDiscriminator reads its image net's features(), which {type(image).__name__} does not have; "
                 "use a DCGANDiscriminator (outputs: 0)"
             )
-        self.num_classes = None
         self.image = image
         self.latent = nn.Sequential(*_block(latent_dim, hidden, dropout))
         self.joint = nn.Sequential(

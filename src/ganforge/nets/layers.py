@@ -21,6 +21,13 @@ def dcgan_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def level_widths(width: int, doublings: int, max_width: int | None = None) -> list[int]:
+    """Channels per resolution level, coarsest first: ``width`` at full resolution, doubled per halving over
+    ``doublings`` halvings, at most ``max_width`` (StyleGAN2 and ProGAN: ``min(512, 32768 / resolution)``)."""
+    widths = [width * 2 ** (doublings - i) for i in range(doublings + 1)]
+    return widths if max_width is None else [min(max_width, w) for w in widths]
+
+
 def base_resolution(resolution: int | None) -> tuple[int, int]:
     """Split ``resolution`` into ``(base, n_doublings)`` with ``base * 2**n_doublings == resolution``.
 

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ganforge.errors import ConfigError
-from ganforge.nets.layers import base_resolution
+from ganforge.nets.layers import base_resolution, level_widths
 
 
 class HeScale(nn.Module):
@@ -113,10 +113,6 @@ class Growing(nn.Module):
         """The resolution of the current stage: ``base * 2**stage``."""
         return self.base * 2**self.stage
 
-    def widths(self, width: int, max_width: int) -> list[int]:
-        """Channels per stage: ``width`` at full resolution, doubling per halving, at most ``max_width``."""
-        return [min(max_width, width * 2 ** (self.max_stage - s)) for s in range(self.max_stage + 1)]
-
     def fading(self) -> bool:
         return self.stage > 0 and self.alpha < 1.0
 
@@ -156,8 +152,7 @@ class ProGANGenerator(Growing):
         super().__init__(resolution)
         _refuse_labels(num_classes)
         self.latent_dim = latent_dim
-        self.num_classes = None
-        widths = self.widths(width, max_width)
+        widths = level_widths(width, self.max_stage, max_width)
         act = [nn.LeakyReLU(0.2), PixelNorm()]
         first = equalized(nn.Linear(latent_dim, widths[0] * self.base**2), gain=math.sqrt(2.0) / 4)
         blocks = [nn.Sequential(PixelNorm(), first, nn.Unflatten(1, (widths[0], self.base, self.base)), *act)] + [
@@ -201,8 +196,7 @@ class ProGANDiscriminator(Growing):
     ) -> None:
         super().__init__(resolution)
         _refuse_labels(num_classes)
-        self.num_classes = None
-        widths = self.widths(width, max_width)
+        widths = level_widths(width, self.max_stage, max_width)
         self.from_rgb = nn.ModuleList(nn.Sequential(conv(channels, c, 1), nn.LeakyReLU(0.2)) for c in widths)
         c0 = widths[0]
         self.blocks = nn.ModuleList(

@@ -11,7 +11,13 @@ import torch
 from torch import nn
 from torch.nn.functional import avg_pool2d, interpolate, relu
 
-from ganforge.nets.layers import ConditionalBatchNorm2d, SelfAttention, base_resolution, spectral_normalize
+from ganforge.nets.layers import (
+    ConditionalBatchNorm2d,
+    SelfAttention,
+    base_resolution,
+    level_widths,
+    spectral_normalize,
+)
 
 
 def orthogonal_init(module: nn.Module) -> None:
@@ -60,11 +66,6 @@ class DiscriminatorBlock(nn.Module):
         return h + shortcut
 
 
-def _widths(width: int, doublings: int) -> list[int]:
-    """Channels per resolution level, coarsest first: ``width * 2**doublings`` halving to ``width``."""
-    return [width * 2 ** (doublings - i) for i in range(doublings + 1)]
-
-
 class SAGANGenerator(nn.Module):
     """z -> linear -> ``base x base`` features -> one residual up-block per doubling -> BN-ReLU-conv3x3-tanh.
 
@@ -85,7 +86,7 @@ class SAGANGenerator(nn.Module):
         self.latent_dim = latent_dim
         self.num_classes = num_classes
         self.base, doublings = base_resolution(resolution)
-        widths = _widths(width, doublings)
+        widths = level_widths(width, doublings)
         self.linear = nn.Linear(latent_dim, widths[0] * self.base**2)
         self.blocks = nn.ModuleList(GeneratorBlock(a, b, num_classes) for a, b in pairwise(widths))
         self.attention = nn.ModuleDict(
@@ -125,7 +126,7 @@ class SAGANDiscriminator(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         _, doublings = base_resolution(resolution)
-        widths = _widths(width, doublings)[::-1]  # finest first
+        widths = level_widths(width, doublings)[::-1]  # finest first
         blocks: list[nn.Module] = []
         size = resolution
         for i, c_out in enumerate(widths):

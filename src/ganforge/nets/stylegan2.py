@@ -38,7 +38,7 @@ from torch import nn
 
 from ganforge.errors import ConfigError
 from ganforge.nets.conditioning import label_code
-from ganforge.nets.layers import base_resolution
+from ganforge.nets.layers import base_resolution, level_widths
 from ganforge.nets.progan import MinibatchStdDev, PixelNorm, conv, equalized
 
 SQRT2 = math.sqrt(2.0)
@@ -163,12 +163,6 @@ class SynthesisBlock(nn.Module):
         return x, (rgb if image is None else upsample2(image) + rgb)
 
 
-def _widths(width: int, max_width: int, doublings: int) -> list[int]:
-    """Channels per resolution, coarsest first: ``width`` at full resolution, doubling per halving, at most
-    ``max_width`` (the paper: ``min(512, 32768 / resolution)``)."""
-    return [min(max_width, width * 2 ** (doublings - i)) for i in range(doublings + 1)]
-
-
 class StyleGAN2Generator(nn.Module):
     """Mapping network ``z (, y) -> w``, broadcast to :attr:`num_ws` copies, then the synthesis network
     ``ws -> image`` at ``resolution`` (a base of 4 to 7 pixels doubled, see :func:`base_resolution`).
@@ -224,7 +218,7 @@ class StyleGAN2Generator(nn.Module):
 
         # synthesis network
         self.base, doublings = base_resolution(resolution)
-        widths = _widths(width, max_width, doublings)
+        widths = level_widths(width, doublings, max_width)
         self.const = nn.Parameter(torch.randn(widths[0], self.base, self.base))
         self.blocks = nn.ModuleList(
             [SynthesisBlock(widths[0], widths[0], w_dim, self.base, channels, first=True)]
@@ -319,7 +313,7 @@ class StyleGAN2Discriminator(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.base, doublings = base_resolution(resolution)
-        widths = _widths(width, max_width, doublings)[::-1]  # finest first
+        widths = level_widths(width, doublings, max_width)[::-1]  # finest first
         self.from_rgb = conv(channels, widths[0], 1, gain=1.0)
         self.blocks = nn.Sequential(*(DiscriminatorBlock(c_in, c_out) for c_in, c_out in pairwise(widths)))
         c = self.num_features = widths[-1]

@@ -63,7 +63,6 @@ class UNetGenerator(nn.Module):
             raise ConfigError(f"UNetGenerator: resolution {resolution} cannot be halved; use an even resolution")
         widths = [min(width * 2**i, max_width) for i in range(levels)]
         self.source_shape = (in_channels, resolution, resolution)
-        self.num_classes = None
         self.downs = nn.ModuleList()
         for i, c_out in enumerate(widths):
             c_in = in_channels if i == 0 else widths[i - 1]
@@ -116,7 +115,7 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         if layers < 1:
             raise ConfigError(f"PatchDiscriminator: layers must be >= 1, got {layers}")
-        self.condition_channels, self.num_classes = condition_channels, None
+        self.condition_channels = condition_channels
         widths = [min(width * 2**i, max_width) for i in range(layers + 1)]
         body: list[nn.Module] = [nn.Conv2d(channels + condition_channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2)]
         for i in range(1, layers + 1):
@@ -189,7 +188,6 @@ class SRResNetGenerator(nn.Module):
         if scale < 2 or 2**steps != scale or resolution % scale:
             raise ConfigError(f"SRResNetGenerator: scale={scale} must be a power of 2 dividing resolution {resolution}")
         self.source_shape = (channels, resolution // scale, resolution // scale)
-        self.num_classes = None
         self.head = nn.Sequential(nn.Conv2d(channels, width, 9, 1, 4), nn.PReLU(width))
         self.body = nn.Sequential(
             *(ResidualBlock(width, norm) for _ in range(blocks)),
@@ -220,7 +218,6 @@ class ResnetGenerator(nn.Module):
         if resolution % 2**downsamplings:
             raise ConfigError(f"ResnetGenerator: resolution {resolution} does not halve {downsamplings} times")
         self.source_shape = (in_channels, resolution, resolution)
-        self.num_classes = None
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, width, 7, 1, 3, padding_mode="reflect"), norm_layer(norm, width), nn.ReLU(),
         ]  # fmt: skip
