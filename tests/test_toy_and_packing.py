@@ -125,7 +125,7 @@ def test_ring_run_logs_mode_coverage_and_scatter_plots(ring_run: Path) -> None:
     final = json.loads((ring_run / "mode_coverage.json").read_text())
     assert final["gen_step"] == 40
     generator, cfg = generator_from_checkpoint(load_checkpoint(ring_run / "checkpoints" / "last.ckpt"))
-    samples = torch.cat(list(generate_batches(generator, 2500, seed=0)))  # the callback's n and seed
+    samples = torch.cat(list(generate_batches(generator, 2500, seed=0, batch_size=2500)))  # as the callback draws them
     expected = mode_coverage(samples, mixture_centres("ring"), cfg.data.std)
     assert {key: final[key] for key in expected} == pytest.approx(expected)  # scored on the final EMA generator
     assert sorted(p.name for p in (ring_run / "scatter").iterdir()) == ["gen_step_0000020.png", "gen_step_0000040.png"]

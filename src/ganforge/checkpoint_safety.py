@@ -15,9 +15,9 @@ before any of it is used:
   names is imported to decide: the names are read off modules ganforge imports itself. No ganforge function that
   writes, trains or spawns is among them;
 - the sections that describe the run rather than what it trained (:data:`RUN_SECTIONS`: trainer, callbacks,
-  loggers, metrics) may also name Lightning's and ganforge's trainer, strategy, logger, callback and
-  checkpoint-IO classes (:func:`run_classes`); no loader builds them (``ganforge.config.checkpoint_config``
-  drops those sections);
+  loggers, metrics) may name any class as a plain string, a researcher's own callbacks and loggers included:
+  no loader imports or builds them (``ganforge.config.checkpoint_config`` drops those sections, and resuming
+  builds the run from the command line);
 - of Hydra's other instructions only ``_partial_`` (a boolean) is allowed; ``_args_``, ``_recursive_`` and
   ``_convert_``, which ganforge's configs never write, are refused.
 """
@@ -63,18 +63,20 @@ def unpickling_refusal(file: str, err: Exception) -> CheckpointError | None:
 def check_config(config: Any) -> None:
     """Refuse a checkpoint's saved config (``hyper_parameters``) that holds anything but plain values, an
     interpolation, a Hydra instruction other than a boolean ``_partial_``, or a ``_target_`` outside
-    :func:`building_blocks` (:data:`RUN_SECTIONS`: also :func:`run_classes`), wherever it is."""
+    :func:`building_blocks` wherever it is (in :data:`RUN_SECTIONS`, which nothing builds, any name)."""
     if not isinstance(config, Mapping):
         raise CheckpointError(f"the checkpoint's config is a {type(config).__name__}, not a mapping; {_TRUST}")
     for key, value in config.items():
-        _check({key: value}, "", building_blocks() | (run_classes() if key in RUN_SECTIONS else frozenset()))
+        _check({key: value}, "", None if key in RUN_SECTIONS else building_blocks())
 
 
-def _check(node: Any, where: str, allowed: frozenset[str]) -> None:
+def _check(node: Any, where: str, allowed: frozenset[str] | None) -> None:
+    """``allowed``: the ``_target_`` names allowed here; None: any string (a section nothing builds)."""
     if isinstance(node, Mapping):
         for key, value in node.items():
             _check(key, where or "the root", allowed)
             if key == "_target_":
+                _check(value, where or "the root", allowed)  # a name, not an interpolation
                 _check_target(value, where or "the root", allowed)
             elif isinstance(key, str) and len(key) > 2 and key.startswith("_") and key.endswith("_"):
                 if key not in ALLOWED_FLAGS or not isinstance(value, bool):
@@ -100,8 +102,8 @@ def _check(node: Any, where: str, allowed: frozenset[str]) -> None:
         )
 
 
-def _check_target(target: Any, where: str, allowed: frozenset[str]) -> None:
-    if isinstance(target, str) and target in allowed:
+def _check_target(target: Any, where: str, allowed: frozenset[str] | None) -> None:
+    if isinstance(target, str) and (allowed is None or target in allowed):
         return
     raise CheckpointError(
         f"the checkpoint's config names _target_ {target!r} (at {where}), which ganforge does not build from a "
@@ -132,22 +134,6 @@ def building_blocks() -> frozenset[str]:
     return _classes(modules, bases, excluded=(LightningModule,), owners=("ganforge", "torch.optim")) | set(
         PURE_FUNCTIONS
     )
-
-
-@cache
-def run_classes() -> frozenset[str]:
-    """The trainer, strategy, logger, callback and checkpoint-IO classes the run sections of a config may name."""
-    from lightning.fabric.plugins import CheckpointIO
-    from lightning.pytorch import Callback, Trainer
-    from lightning.pytorch.loggers import Logger
-    from lightning.pytorch.strategies import Strategy
-
-    lightning = ["lightning.pytorch", "lightning.pytorch.callbacks", "lightning.pytorch.loggers"]
-    lightning += ["lightning.pytorch.strategies", "lightning.pytorch.plugins", "lightning.pytorch.plugins.io"]
-    modules = [*map(importlib.import_module, lightning), *_walk(("ganforge.callbacks",))]
-    modules += map(importlib.import_module, ("ganforge.runs", "ganforge.distributed"))
-    bases = (Trainer, Callback, Logger, Strategy, CheckpointIO)
-    return _classes(modules, bases, excluded=(), owners=("lightning", "ganforge"))
 
 
 def _walk(packages: Iterable[str]) -> list[ModuleType]:
