@@ -8,6 +8,7 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+from PIL import Image
 from torch import nn
 from torchvision.utils import make_grid, save_image
 
@@ -56,9 +57,18 @@ class SampleGrid(EveryNGenSteps):
 
 
 def log_image(trainer: Trainer, key: str, image: torch.Tensor, gen_step: int) -> None:
-    """Send a (C, H, W) image in [0, 1] to every logger that accepts images."""
+    """Send a (C, H, W) image in [0, 1] to every logger that accepts images, as the 8-bit pixels
+    :func:`~torchvision.utils.save_image` writes to the PNG on disk. wandb casts a float image to 8 bits
+    without scaling (a black image), so every logger gets the pixels, not the floats."""
+    pixels = to_uint8(image)
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_image(key, [image], caption=[f"generator step {gen_step}"])
+            picture = Image.fromarray(pixels.permute(1, 2, 0).squeeze(-1).numpy())
+            logger.log_image(key, [picture], caption=[f"generator step {gen_step}"])
         elif isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_image(key, image, global_step=gen_step)
+            logger.experiment.add_image(key, pixels, global_step=gen_step)
+
+
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """A (C, H, W) image in [0, 1] as 8-bit pixels on the CPU, rounded as ``save_image`` rounds."""
+    return image.detach().mul(255).add(0.5).clamp(0, 255).to("cpu", torch.uint8)
