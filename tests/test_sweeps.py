@@ -73,7 +73,7 @@ def test_grid_multirun_gives_one_grouped_wandb_run_per_job_and_a_report(tmp_path
         ("3", "nonsaturating", "2", "ok"),
     ]  # fmt: skip
     for row, job in zip(rows, jobs, strict=True):
-        assert float(row["metrics/fid"]) == pytest.approx(final_fid(job), rel=1e-3)  # 4 significant digits
+        assert float(row["metrics/fid"]) == final_fid(job)  # unrounded
         assert float(row["best metrics/fid"]) <= float(row["metrics/fid"])
         assert row["gen_step"] == "4"
     assert (sweep / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -145,14 +145,16 @@ def test_report_reads_curves_and_picks_the_best_by_direction(tmp_path: Path) -> 
         writer.writeheader()
         writer.writerows(rows)
     assert read_curves(job / "csv" / "metrics.csv") == {
+        "loss/d": [(1.0, 0.5)],
         "metrics/fid": [(2.0, 40.0), (4.0, 30.0), (6.0, 35.0)],
         "metrics/is": [(2.0, 2.0), (4.0, 1.5), (6.0, 1.0)],
     }
     report(tmp_path / "sweep", metric="metrics/is")
     (row,) = read_report(tmp_path / "sweep")
-    assert (row["metrics/fid"], row["metrics/is"], row["best metrics/is"], row["gen_step"]) == ("35", "1", "2", "6")
+    cells = (row["metrics/fid"], row["metrics/is"], row["best metrics/is"], row["gen_step"])
+    assert cells == ("35.0", "1.0", "2.0", "6")  # the logged floats, unrounded
     report(tmp_path / "sweep")
-    assert read_report(tmp_path / "sweep")[0]["best metrics/fid"] == "30"  # lower is better for FID
+    assert read_report(tmp_path / "sweep")[0]["best metrics/fid"] == "30.0"  # lower is better for FID
 
 
 def test_report_on_a_folder_without_jobs_is_a_clear_error(tmp_path: Path) -> None:
