@@ -4,12 +4,14 @@
     ganforge-eval samples=samples.npz data=fashion_mnist metrics/features=domain
     ganforge-eval floor=true data=fashion_mnist                       # real-data floor: test vs train split
 
-Prints the scores and writes them, with their protocol, as JSON.
+Prints the scores and writes them, with their protocol, as JSON beside what was scored (:func:`default_out`)
+unless ``out=`` names the file; prints where it went.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -106,21 +108,30 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )  # fmt: skip
     metrics = score_images(scorer, extractor, images, device, labels)
     result = {"metrics": metrics, "protocol": {"generated": what, "n_generated": n, **scorer.protocol()}}
-    out = Path(cfg.out or _default_out(cfg, datamodule.name, extractor.identity.split(":")[0]))
+    out = Path(cfg.out or default_out(cfg, datamodule.name, extractor.identity.split(":")[0])).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     for name, value in metrics.items():
         print(f"{name:>10}: {value:.6g}")
-    print(f"wrote {out}")
+    print(f"wrote the scores and their protocol to {out}")
     return result
 
 
-def _default_out(cfg: DictConfig, dataset: str, extractor: str) -> Path:
-    """Next to the scored file: ``<stem>_<extractor>_metrics.json``; ``floor_<dataset>_<extractor>.json`` here."""
-    scored = cfg.ckpt or cfg.samples
-    if scored:
-        return Path(scored).with_name(f"{Path(scored).stem}_{extractor}_metrics.json")
-    return Path(f"floor_{dataset.lower().replace(' ', '_')}_{extractor}.json")
+def default_out(cfg: DictConfig, dataset: str, extractor: str) -> Path:
+    """Where the JSON goes without ``out=``: beside what was scored, as ``<name>_<extractor>_metrics.json``.
+
+    One rule for the three inputs, so a result is found where its input is: a checkpoint's run folder (the
+    folder above ``checkpoints/``; else the checkpoint's own folder), named after the checkpoint; a samples
+    file's folder, named after the file; the floor scores a dataset, not a file, so the current folder,
+    named ``floor_<dataset>``.
+    """
+    if cfg.ckpt:
+        ckpt = Path(cfg.ckpt)
+        folder = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+        return folder / f"{ckpt.stem}_{extractor}_metrics.json"
+    if cfg.samples:
+        return Path(cfg.samples).with_name(f"{Path(cfg.samples).stem}_{extractor}_metrics.json")
+    return Path(f"floor_{re.sub('[^a-z0-9]+', '_', dataset.lower()).strip('_')}_{extractor}_metrics.json")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
