@@ -30,7 +30,7 @@ test-fast: setup  ## the quick suite only
 lint: setup  ## ruff, mypy and the (offline) pre-commit hooks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy src benchmarks
+	$(BIN)/mypy src benchmarks scripts
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pre-commit run --all-files --show-diff-on-failure
 
 format: setup
