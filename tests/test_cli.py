@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from ganforge.config import generator_from_checkpoint, load_checkpoint
-from ganforge.errors import TrainingDivergedError
+from ganforge.errors import CheckpointError, TrainingDivergedError
 from ganforge.sample import sample
 from ganforge.train import train
 from tests.conftest import TINY, Compose, compose_config
@@ -111,6 +111,18 @@ def test_truncated_checkpoint_is_a_clear_error(checkpoint: Path, tmp_path: Path)
         *expected,
     )
     assert checkpoint.read_bytes() == data
+
+
+def test_a_folder_given_as_a_checkpoint_names_the_last_ckpt_in_it(checkpoint: Path, tmp_path: Path) -> None:
+    """ckpt= a run folder or its checkpoints/ (every command reads checkpoints through load_checkpoint): the error
+    says it is a folder and names the last.ckpt to give; a folder without one says that."""
+    run_folder = checkpoint.parent.parent
+    result = run(str(BIN / "ganforge-sample"), f"ckpt={run_folder}", cwd=tmp_path)
+    assert_clean_error(result, f"checkpoint '{run_folder}' is a folder; give the checkpoint file in it: '{checkpoint}'")
+    result = run(str(BIN / "ganforge-eval"), f"ckpt={checkpoint.parent}", cwd=tmp_path)
+    assert_clean_error(result, "ganforge-eval: error:", f"is a folder; give the checkpoint file in it: '{checkpoint}'")
+    with pytest.raises(CheckpointError, match=r"is a folder and holds no last\.ckpt"):
+        load_checkpoint(tmp_path)
 
 
 def test_divergence_stops_with_a_clear_error_and_keeps_checkpoints(tiny_cfg: Compose, tmp_path: Path) -> None:

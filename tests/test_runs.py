@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import torch
@@ -37,10 +37,14 @@ QUICK = [
 ]
 
 
-def ganforge_train(*overrides: str, cwd: Path) -> subprocess.Popen[str]:
+#: TINY without evaluations or grids: the quickest run that writes a checkpoint.
+BARE = [*TINY, "~callbacks.image_metrics", "~callbacks.best_checkpoint", "~callbacks.samples", "max_gen_steps=2"]
+
+
+def ganforge_train(*overrides: str, cwd: Path, base: list[str] = QUICK) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "WANDB_API_KEY")}
     env |= {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
-    command = [str(BIN / "ganforge-train"), *QUICK, *overrides]
+    command = [str(BIN / "ganforge-train"), *base, *overrides]
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -109,7 +113,7 @@ def test_sigterm_saves_a_checkpoint_and_ckpt_path_last_continues_it_exactly(tmp_
     changed = ["loss=hinge", "augment=diffaugment"]  # an objective, and a group the run did not have
     code, stderr = finish(ganforge_train(steps, "n_critic=2", *changed, "ckpt_path=last", cwd=tmp_path))
     assert code == 1 and "was trained with other settings" in stderr, stderr[-2000:]
-    assert "add ~augment loss.objective._target_=" in stderr
+    assert "add ~augment loss=nonsaturating (or start a new run" in stderr
 
     code, stderr = finish(ganforge_train(steps, "n_critic=2", "ckpt_path=last", cwd=tmp_path))
     assert code == 0, stderr[-2000:]
@@ -128,6 +132,49 @@ def test_sigterm_saves_a_checkpoint_and_ckpt_path_last_continues_it_exactly(tmp_
 def test_ckpt_path_last_without_a_run_is_a_clear_error(tmp_path: Path) -> None:
     code, stderr = finish(ganforge_train("ckpt_path=last", "max_gen_steps=2", cwd=tmp_path))
     assert code == 1 and "ckpt_path=last: no run of task 'fashion_mnist_dcgan'" in stderr and "Traceback" not in stderr
+
+
+def test_a_continuation_with_another_data_option_names_the_option_to_type(tmp_path: Path) -> None:
+    """Trained with data=mnist_5k, continued without it: the refusal names data=mnist_5k (not data._target_=...,
+    which keeps Fashion-MNIST's other settings), and the continuation that adds it trains on."""
+    code, stderr = finish(ganforge_train("task_name=study", "data=mnist_5k", cwd=tmp_path, base=BARE))
+    assert code == 0, stderr[-2000:]
+    code, stderr = finish(ganforge_train("task_name=study", "ckpt_path=last", cwd=tmp_path, base=BARE))
+    assert code == 1, stderr[-2000:]
+    assert "continue it with the same ones: add data=mnist_5k metrics.features.domain=mnist (or" in stderr
+    code, stderr = finish(
+        ganforge_train("task_name=study", "data=mnist_5k", "ckpt_path=last", "max_gen_steps=4", cwd=tmp_path, base=BARE)
+    )
+    assert code == 0, stderr[-2000:]
+    (run,) = (tmp_path / "outputs" / "study" / "runs").iterdir()
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["ganforge"]["generator_steps"] == 4
+
+
+def with_choices(*overrides: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A tiny run's resolved config (:func:`continued`) and its config-group choices, as Hydra records them."""
+    config = continued(*overrides)
+    return config, cast(dict[str, Any], OmegaConf.to_container(HydraConfig.get().runtime.choices))
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "fixes"),
+    [
+        (["data=mnist_5k", "loss=hinge"], [], ["data=mnist_5k", "loss=hinge", "metrics.features.domain=mnist"]),
+        (["augment=ada"], ["augment=diffaugment"], ["augment=ada"]),
+        (["augment=ada"], [], ["augment=ada"]),  # was ++augment._target_=..., without ADA's other settings
+        ([], ["augment=ada"], ["~augment"]),
+        (["trainer=ddp_cpu"], [], ["trainer.devices=2"]),  # the same class: the setting that differs
+        (["data=paired_lowres2"], ["data=paired_lowres4"], ["data.scale=2", "data.source_resolution=14"]),
+    ],
+)
+def test_a_class_from_another_group_option_is_named_by_that_option(
+    first: list[str], then: list[str], fixes: list[str]
+) -> None:
+    """Where a group's option brings another class (a _target_), the fix is the option (data=mnist_5k); where the
+    options build the same class, the settings that differ."""
+    saved, saved_choices = with_choices(*first)
+    current, current_choices = with_choices(*then)
+    assert changed_settings(saved, current, saved_choices, current_choices) == fixes
 
 
 def test_run_dir_continues_the_newest_run_that_has_a_checkpoint(tmp_path: Path) -> None:

@@ -123,6 +123,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     before any caller reads it.
     """
     file = Path(path)
+    if file.is_dir():
+        raise CheckpointError(_folder_refusal(file))
     if not file.is_file():
         raise CheckpointError(f"checkpoint {str(file)!r} does not exist; runs keep them in <run>/checkpoints/last.ckpt")
     try:
@@ -139,6 +141,18 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{str(file)!r} is not a ganforge training checkpoint (no run config or counters inside)")
     check_config(checkpoint["hyper_parameters"])
     return checkpoint
+
+
+def _folder_refusal(folder: Path) -> str:
+    """The error for a folder given as a checkpoint, naming the ``last.ckpt`` in it (a checkpoints folder) or in its
+    ``checkpoints/`` (a run folder) when there is one."""
+    last = next((path for path in (folder / "last.ckpt", folder / "checkpoints" / "last.ckpt") if path.is_file()), None)
+    if last is not None:
+        return f"checkpoint {str(folder)!r} is a folder; give the checkpoint file in it: {str(last)!r}"
+    return (
+        f"checkpoint {str(folder)!r} is a folder and holds no last.ckpt (nor checkpoints/last.ckpt); give a .ckpt "
+        "file, runs keep them in <run>/checkpoints/"
+    )
 
 
 def checkpoint_config(checkpoint: dict[str, Any]) -> DictConfig:

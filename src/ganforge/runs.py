@@ -12,14 +12,15 @@ from __future__ import annotations
 import csv
 import inspect
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_object
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 #: ``ckpt_path`` value meaning "the newest checkpoint of this task's newest run".
 LAST = "last"
@@ -140,11 +141,20 @@ MAY_CHANGE = (
 DATA_ACCESS = ("data_dir", "num_workers", "download", "system_dir", "cache_dir")
 
 
-def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+def changed_settings(
+    saved: dict[str, Any],
+    current: dict[str, Any],
+    saved_choices: Mapping[str, Any] | None = None,
+    current_choices: Mapping[str, Any] | None = None,
+) -> list[str]:
     """The overrides that give a continued run the settings of the run it continues, one for each setting that
     differs and is not in :data:`MAY_CHANGE`: ``key=value`` (the saved value), ``++key=value`` for a setting
     the current config lacks, ``~key`` for one only the current config has (an added group such as
-    ``augment=diffaugment``, named by its topmost new key).
+    ``augment=diffaugment``, named by its topmost new key). Given both runs' config-group choices (Hydra's
+    ``runtime.choices``), a group whose option differs in a class (a ``_target_``) is named by the option the run
+    chose, ``data=mnist_5k``, instead of its keys: a ``_target_`` changed on the command line keeps the other
+    option's settings, which the class may not take. Settings the run changed within that option show up when
+    the continuation is tried with it.
 
     Everything not listed decides what is trained (model, data, objective and its penalties, game, augmentation,
     optimizers, seed, precision, ...) or how the evaluations that the continued run appends to the same
@@ -155,7 +165,7 @@ def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[str
     (null, false, 0, empty).
     """
     before, now = _leaves(saved), _leaves(current)
-    fixes: list[str] = []
+    keyed: list[tuple[str, str]] = []
     for key in sorted(before.keys() | now.keys()):
         if _may_change(key):
             continue
@@ -167,9 +177,40 @@ def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[str
             fix = f"++{key}={_override_value(old)}" if not _off(old) else None
         else:
             fix = f"{'' if key in now else '++'}{key}={_override_value(old)}" if old != new else None
-        if fix is not None and fix not in fixes:
+        if fix is not None:
+            keyed.append((key, fix))
+    rechosen = _rechosen_groups(saved_choices or {}, current_choices or {}, [key for key, _ in keyed])
+    fixes: list[str] = []
+    for key, fix in keyed:
+        package = next((package for package in rechosen if key == package or key.startswith(f"{package}.")), None)
+        fix = rechosen[package] if package is not None else fix
+        if fix not in fixes:
             fixes.append(fix)
     return fixes
+
+
+def _rechosen_groups(saved: Mapping[str, Any], current: Mapping[str, Any], changed: list[str]) -> dict[str, str]:
+    """``{package: "group=option"}`` (outermost package first) for each config group whose option differs between
+    the runs, the saved one is not null, and a ``_target_`` in its package (``loss/penalties``: ``loss.penalties``)
+    is among the ``changed`` keys."""
+    rechosen = {}
+    for group in sorted(saved.keys() & current.keys(), key=lambda group: group.count("/")):
+        option = saved[group]
+        if group.startswith("hydra") or option is None or option == current[group]:
+            continue
+        package = group.replace("/", ".")
+        if any(key.startswith(f"{package}.") and key.rsplit(".", 1)[-1] == "_target_" for key in changed):
+            rechosen[package] = f"{group}={_override_value(option)}"
+    return rechosen
+
+
+def group_choices(run: Path) -> dict[str, Any]:
+    """The config-group options a run folder was first started with (``data: mnist_5k``), from Hydra's
+    ``.hydra/hydra.yaml`` in it; empty for a folder that Hydra did not start."""
+    saved = run / ".hydra" / "hydra.yaml"
+    if not saved.is_file():
+        return {}
+    return cast(dict[str, Any], OmegaConf.to_container(OmegaConf.load(saved).hydra.runtime.choices))
 
 
 #: A setting one config lacks and whose default is unknown.
@@ -244,4 +285,6 @@ def _override_value(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, list):  # a group's options, loss/penalties=[gp,r1]
+        return f"[{','.join(map(_override_value, value))}]"
     return str(value)

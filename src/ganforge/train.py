@@ -20,7 +20,7 @@ from ganforge.callbacks.budget import WallClockBudget, parse_max_time, run_start
 from ganforge.config import build, build_module, check_weights, load_checkpoint
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError, Preempted
 from ganforge.preemption import Preemption
-from ganforge.runs import LAST, changed_settings, resume_checkpoint, truncate_metrics
+from ganforge.runs import LAST, changed_settings, group_choices, resume_checkpoint, truncate_metrics
 from ganforge.validation import validate, validate_callbacks
 
 
@@ -105,7 +105,10 @@ def _checkpoint_to_resume(cfg: DictConfig) -> tuple[str, dict[str, Any]] | None:
     checkpoint = load_checkpoint(ckpt)  # fail early and clearly on a bad or unsafe (pickled-object) file
     if ckpt.parent.parent.resolve() == output_dir.resolve():  # continuing in place
         changed = changed_settings(
-            checkpoint["hyper_parameters"], cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+            checkpoint["hyper_parameters"],
+            cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)),
+            group_choices(output_dir),
+            HydraConfig.get().runtime.choices if HydraConfig.initialized() else None,
         )
         if changed:
             raise ConfigError(
