@@ -79,10 +79,10 @@ def slow_checkpoint_writes() -> None:
 def worker(overrides: list[str]) -> None:
     """Run ``ganforge-train`` in this process, with slow checkpoint writes."""
     slow_checkpoint_writes()
-    from ganforge.train import main
+    from ganforge.cli import train
 
     sys.argv = ["ganforge-train", *overrides]
-    main()
+    train()
 
 
 @dataclass

@@ -28,10 +28,11 @@ from omegaconf import OmegaConf, open_dict
 
 import ganforge
 from ganforge.checkpoint_safety import PURE_FUNCTIONS, building_blocks, check_config
-from ganforge.config import RESOLVERS, checkpoint_config, generator_from_checkpoint, load_checkpoint
+from ganforge.config import checkpoint_config, generator_from_checkpoint, load_checkpoint
 from ganforge.encode import encode
 from ganforge.errors import CheckpointError
 from ganforge.evaluate import evaluate
+from ganforge.resolvers import RESOLVERS
 from ganforge.sample import sample
 from ganforge.train import train
 from ganforge.translate import translate

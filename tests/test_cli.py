@@ -10,10 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_module
+from hydra.core.hydra_config import HydraConfig
 from PIL import Image
 
-from ganforge.config import generator_from_checkpoint, load_checkpoint
-from ganforge.errors import CheckpointError, TrainingDivergedError
+from ganforge.cli import refuse_undefined_options
+from ganforge.config import CONFIG_MODULE, generator_from_checkpoint, load_checkpoint
+from ganforge.errors import CheckpointError, ConfigError, TrainingDivergedError
 from ganforge.sample import sample
 from ganforge.train import train
 from tests.conftest import TINY, Compose, compose_config
@@ -80,6 +83,63 @@ def test_unknown_option_is_a_clear_error(tmp_path: Path) -> None:
     assert_clean_error(
         run(str(BIN / "ganforge-train"), "model=dcgan2", cwd=tmp_path), "Could not find 'model/dcgan2'", "dcgan"
     )
+
+
+def test_a_key_the_config_does_not_define_is_refused(tmp_path: Path) -> None:
+    """+max_gen_step=100 (Hydra's advice for max_gen_step=100) would be ignored and train 5,000 steps: every command
+    refuses it before writing anything, naming the closest key; keys added inside a section still pass."""
+    result = run(str(BIN / "ganforge-train"), "+max_gen_step=100", cwd=tmp_path)
+    assert_clean_error(
+        result,
+        "ganforge-train: error: +max_gen_step=100 sets max_gen_step, which is no setting of ganforge-train and would "
+        "be ignored; did you mean max_gen_steps=100?",
+    )
+    assert not list(tmp_path.glob("outputs/*/runs/*"))
+    result = run(str(BIN / "ganforge-sample"), "ckpt=x.ckpt", "++seeds=3", cwd=tmp_path)
+    assert_clean_error(result, "ganforge-sample: error: ++seeds=3 sets seeds, which is no setting", "mean seed=3?")
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        for overrides in (["+trainer.limit_train_batches=2", "++seed=3", "+callbacks.mine={_target_:x.Y}"], []):
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)
+            refuse_undefined_options(cfg, "ganforge-train")
+        conf = Path(__file__).resolve().parents[1] / "conf"
+        for group in ("experiment", "debug", "hparams_search", "launcher"):  # what sets top-level keys: all defined
+            for option in sorted(path.stem for path in (conf / group).glob("*.yaml")):
+                cfg = compose("train", overrides=[f"{group}={option}"], return_hydra_config=True)
+                HydraConfig.instance().set_config(cfg)
+                refuse_undefined_options(cfg, "ganforge-train")
+        cfg = compose("train", overrides=["+zzz.a=1"], return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with pytest.raises(
+            ConfigError, match=r"^\+zzz\.a=1 sets zzz, .*; remove it \(the settings: augment, callbacks"
+        ):
+            refuse_undefined_options(cfg, "ganforge-train")
+
+
+def test_help_says_what_each_command_does_and_lists_its_own_options(tmp_path: Path) -> None:
+    """--help: a description first, the settings that command takes, and the config groups only where the command
+    has them (ganforge-sample has none; ganforge-eval names its data and features options)."""
+    train_help = run(str(BIN / "ganforge-train"), "--help", cwd=tmp_path).stdout
+    assert (
+        train_help.startswith("ganforge-train: train a GAN described by Hydra configs.")
+        and "experiment: " in train_help
+    )
+    assert len(train_help.splitlines()) < 50  # was 185: the whole composed config
+    settings = train_help.split("Settings (key=value):\n")[1].split("\nand any key")[0]
+    assert {line.split()[0] for line in settings.splitlines()} <= set(compose_config("train", []))
+    sample_help = run(str(BIN / "ganforge-sample"), "--help", cwd=tmp_path).stdout
+    assert (
+        sample_help.startswith("ganforge-sample: draw samples from a ganforge-train checkpoint")
+        and "ckpt: ???" in sample_help
+    )
+    eval_help = run(str(BIN / "ganforge-eval"), "--help", cwd=tmp_path).stdout
+    assert eval_help.startswith("ganforge-eval: FID, KID, IS and precision/recall")
+    assert (
+        "\ndata: celeba, cifar10, fashion_mnist," in eval_help
+        and "metrics/features: auto, domain, inception" in eval_help
+    )
+    for text in (sample_help, eval_help):
+        assert "experiment:" not in text and "\nloss:" not in text and "\nmodel:" not in text
 
 
 def test_wrong_data_dir_is_a_clear_error(tmp_path: Path) -> None:

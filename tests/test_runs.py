@@ -134,6 +134,47 @@ def test_ckpt_path_last_without_a_run_is_a_clear_error(tmp_path: Path) -> None:
     assert code == 1 and "ckpt_path=last: no run of task 'fashion_mnist_dcgan'" in stderr and "Traceback" not in stderr
 
 
+def files_of(folder: Path) -> dict[str, tuple[int, int] | None]:
+    """Every file under ``folder`` with its size and modification time, and every folder in it."""
+    return {
+        str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns) if path.is_file() else None
+        for path in folder.rglob("*")
+    }
+
+
+def test_a_start_refused_before_training_writes_into_no_run_folder(tmp_path: Path) -> None:
+    """A refused ckpt_path=last leaves the run it names as it was (no error.txt, no .hydra/continued_<time>/, so
+    ganforge-report does not list it as failed); a missing checkpoint and a crash while building the nets leave no
+    run folder of their own. A failure in training still writes error.txt."""
+    code, stderr = finish(ganforge_train("task_name=study", "data=mnist_5k", cwd=tmp_path, base=BARE))
+    assert code == 0, stderr[-2000:]
+    runs = tmp_path / "outputs" / "study" / "runs"
+    (run,) = runs.iterdir()
+    before = files_of(run)
+
+    code, stderr = finish(ganforge_train("task_name=study", "ckpt_path=last", cwd=tmp_path, base=BARE))
+    assert code == 1 and "was trained with other settings" in stderr, stderr[-2000:]
+    code, stderr = finish(ganforge_train("task_name=study", "ckpt_path=/nope.ckpt", cwd=tmp_path, base=BARE))
+    assert code == 1 and "checkpoint '/nope.ckpt' does not exist" in stderr, stderr[-2000:]
+    code, stderr = finish(ganforge_train("task_name=study", "model.generator.latent_dim=-5", cwd=tmp_path, base=BARE))
+    assert code == 1 and "negative dimension" in stderr, stderr[-2000:]  # a crash, with its traceback
+    assert files_of(run) == before and list(runs.iterdir()) == [run]
+
+    code, stderr = finish(
+        ganforge_train(
+            "task_name=study",
+            "optim.generator.lr=1e12",
+            "optim.discriminator.lr=1e12",
+            "max_gen_steps=50",
+            cwd=tmp_path,
+            base=BARE,
+        )
+    )
+    assert code == 1 and "diverged" in stderr, stderr[-2000:]
+    (failed,) = (path for path in runs.iterdir() if path != run)
+    assert (failed / "error.txt").read_text().startswith("TrainingDivergedError: ")
+
+
 def test_a_continuation_with_another_data_option_names_the_option_to_type(tmp_path: Path) -> None:
     """Trained with data=mnist_5k, continued without it: the refusal names data=mnist_5k (not data._target_=...,
     which keeps Fashion-MNIST's other settings), and the continuation that adds it trains on."""

@@ -1,75 +1,26 @@
-"""Glue between Hydra configs and objects: resolvers, builders and checkpoint loading."""
+"""Glue between Hydra configs and objects: builders and checkpoint loading."""
 
 from __future__ import annotations
 
-import netrc
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge.checkpoint_safety import RUN_SECTIONS, check_config, unpickling_refusal
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError
 from ganforge.module import GANModule
 from ganforge.progressive import ProgressiveGANModule
-from ganforge.runs import config_subdir, run_dir, task_name, wandb_run_id
-from ganforge.sweeps import run_name, sweep_group, sweep_tags
+from ganforge.resolvers import register_resolvers
 
 #: The packaged Hydra configs; ``conf/`` at the repository root links here.
 CONFIG_MODULE = "ganforge.conf"
 
-
-def wandb_offline() -> bool:
-    """W&B runs offline unless the user chose a mode or configured an API key."""
-    if os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY"):
-        return False
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return True
-
-
-def domain_of(data: DictConfig) -> str | None:
-    """The ``domain`` (domain-classifier name) of the images a run makes from the ``data`` config: its datamodule's,
-    or for a datamodule built on others that of the one holding the targets (paired: ``base``; unpaired: domain B,
-    ``base_b``, or ``base_a`` when both domains come from one dataset)."""
-    base = next((data[key] for key in ("base", "base_b", "base_a") if data.get(key) is not None), data)
-    return getattr(get_class(base._target_), "domain", None)
-
-
-def classes_if(conditional: bool, num_classes: int | None) -> int | None:
-    """The nets' ``num_classes``: the data's class count for a conditional model, None (unconditional) otherwise."""
-    return num_classes if conditional else None
-
-
-#: The resolvers ganforge's configs use, by name.
-RESOLVERS: dict[str, Callable[..., Any]] = {
-    "wandb_offline": wandb_offline,
-    "domain_of": domain_of,
-    "mul": lambda a, b: a * b,
-    "floordiv": lambda a, b: a // b,
-    "classes_if": classes_if,
-    "sweep_group": sweep_group,
-    "sweep_tags": sweep_tags,
-    "run_name": run_name,
-    "task_name": task_name,
-    "run_dir": run_dir,
-    "config_subdir": config_subdir,
-    "wandb_run_id": wandb_run_id,
-}
-
-
-def register_resolvers() -> None:
-    for name, resolver in RESOLVERS.items():
-        OmegaConf.register_new_resolver(name, resolver, replace=True)
-
-
-register_resolvers()
+register_resolvers()  # for configs composed in code (tests, notebooks) as well
 
 
 def build(node: Any, **kwargs: Any) -> Any:

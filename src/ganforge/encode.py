@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
@@ -23,7 +22,6 @@ from ganforge.games.encoders import EncoderGame
 from ganforge.generation import eval_mode, resolve_device
 from ganforge.metrics.classifier import to_unit_range
 from ganforge.metrics.image_metrics import split_images, split_labels
-from ganforge.train import report_errors
 
 
 def encoder_game(game: Game, ckpt: str) -> EncoderGame:
@@ -87,6 +85,7 @@ def encode(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="encode")
-def main(cfg: DictConfig) -> None:
-    report_errors(encode, "ganforge-encode")(cfg)
+if __name__ == "__main__":
+    from ganforge.cli import encode as main
+
+    main()

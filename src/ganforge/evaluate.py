@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, open_dict
@@ -25,7 +24,6 @@ from ganforge.config import build, generator_from_checkpoint, load_checkpoint
 from ganforge.errors import GanforgeError
 from ganforge.generation import class_major_labels, generate_batches, resolve_device
 from ganforge.metrics.image_metrics import reference_scorer, score_images, split_images, split_labels
-from ganforge.train import report_errors
 
 
 def load_samples(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -134,10 +132,7 @@ def default_out(cfg: DictConfig, dataset: str, extractor: str) -> Path:
     return Path(f"floor_{re.sub('[^a-z0-9]+', '_', dataset.lower()).strip('_')}_{extractor}_metrics.json")
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
-def main(cfg: DictConfig) -> None:
-    report_errors(evaluate, "ganforge-eval")(cfg)
-
-
 if __name__ == "__main__":
+    from ganforge.cli import evaluate as main
+
     main()

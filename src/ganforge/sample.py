@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
@@ -21,7 +20,6 @@ from ganforge.errors import ConfigError
 from ganforge.games.infogan import CodedGenerator, WithCodes, traversal_latents
 from ganforge.generation import class_major_labels, eval_mode, generate_batches, resolve_device, samples_per_class
 from ganforge.plots import scatter_png
-from ganforge.train import report_errors
 
 
 def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
@@ -138,10 +136,7 @@ def grid_images(samples: torch.Tensor, num_classes: int | None, grid_n: int) -> 
     return per_class[:, :columns].flatten(0, 1), columns
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="sample")
-def main(cfg: DictConfig) -> None:
-    report_errors(sample, "ganforge-sample")(cfg)
-
-
 if __name__ == "__main__":
+    from ganforge.cli import sample as main
+
     main()

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch import Callback, Trainer, seed_everything
@@ -17,8 +14,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge.callbacks.budget import WallClockBudget, parse_max_time, run_start
+from ganforge.cli import discard_start
 from ganforge.config import build, build_module, check_weights, load_checkpoint
-from ganforge.errors import CheckpointError, ConfigError, GanforgeError, Preempted
+from ganforge.errors import CheckpointError, ConfigError, Preempted
+from ganforge.module import GANModule
 from ganforge.preemption import Preemption
 from ganforge.runs import LAST, changed_settings, group_choices, resume_checkpoint, truncate_metrics
 from ganforge.validation import validate, validate_callbacks
@@ -32,22 +31,38 @@ def instantiate_group(blocks: DictConfig | None) -> list[Any]:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train the configured GAN; returns the final logged metrics (what sweeps optimize).
 
-    A failure is also written to ``<run>/error.txt``, so a sweep's report can say which job failed and why.
+    A start refused or failing before training (a bad setting or checkpoint, nets that cannot be built) writes into
+    no run folder: what Hydra wrote for it is taken back (:func:`ganforge.cli.discard_start`), so a refused
+    ``ckpt_path=last`` leaves the run it names as it was. A failure in training, and any failure of a sweep's job, is
+    written to ``<run>/error.txt``, so a report can say which job failed and why.
     """
     try:
-        return _fit(cfg)
+        start = _start(cfg)
     except Exception as err:
-        out = Path(cfg.paths.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "error.txt").write_text(f"{type(err).__name__}: {err}\n")
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            _record_failure(cfg, err)
+        else:
+            discard_start()
+        raise
+    try:
+        return _fit(cfg, *start)
+    except Exception as err:
+        _record_failure(cfg, err)
         raise
 
 
-def _fit(cfg: DictConfig) -> dict[str, float]:
+def _record_failure(cfg: DictConfig, err: Exception) -> None:
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "error.txt").write_text(f"{type(err).__name__}: {err}\n")
+
+
+def _start(cfg: DictConfig) -> tuple[Trainer, GANModule, Any, str | None, list[Logger]]:
+    """What training needs, every check passed: trainer, module, datamodule, checkpoint to resume, loggers."""
     started = run_start()
     validate(cfg)  # bad settings, refused before anything is built
-    seed_everything(cfg.seed, workers=True)
     resumed = _checkpoint_to_resume(cfg)
+    seed_everything(cfg.seed, workers=True, verbose=False)  # its line would go into a continued run's train.log
     datamodule = build(cfg.data)
     module = build_module(cfg)
     ckpt_path = None
@@ -61,7 +76,24 @@ def _fit(cfg: DictConfig) -> dict[str, float]:
         callbacks.append(WallClockBudget(parse_max_time(cfg.max_time), started))
     loggers: list[Logger] = instantiate_group(cfg.logger)
     max_steps = cfg.max_gen_steps * module.optimizer_steps_per_gen_step if cfg.max_gen_steps else -1
-    trainer: Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=max_steps)
+    trainer: Trainer = build(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers,
+        max_steps=max_steps,
+    )
+    if resumed is not None and _in_place(Path(resumed[0]), Path(cfg.paths.output_dir)):
+        # The rows logged after the checkpoint go (they are logged again); every check has passed.
+        last_step = resumed[1]["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
+        metrics_csv = Path(cfg.paths.output_dir) / "csv" / "metrics.csv"
+        rank_zero_only(truncate_metrics)(metrics_csv, last_step)  # DDP ranks run this too: once
+    return trainer, module, datamodule, ckpt_path, loggers
+
+
+def _fit(
+    cfg: DictConfig, trainer: Trainer, module: GANModule, datamodule: Any, ckpt_path: str | None, loggers: list[Logger]
+) -> dict[str, float]:
+    (Path(cfg.paths.output_dir) / "error.txt").unlink(missing_ok=True)  # a continued run's earlier failure is over
     stopped = False
     with Preemption() as preemption:
         try:
@@ -86,12 +118,16 @@ def _fit(cfg: DictConfig) -> dict[str, float]:
     return {name: float(value) for name, value in trainer.callback_metrics.items()}
 
 
+def _in_place(ckpt: Path, output_dir: Path) -> bool:
+    """Whether ``ckpt`` is a checkpoint of the run in ``output_dir`` (which then continues in its own folder)."""
+    return ckpt.parent.parent.resolve() == output_dir.resolve()
+
+
 def _checkpoint_to_resume(cfg: DictConfig) -> tuple[str, dict[str, Any]] | None:
     """The checkpoint this run starts from (:func:`ganforge.runs.resume_checkpoint`) and its contents, checked
     before anything is built.
 
-    A run continued in its own folder must keep the settings it was trained with, and its
-    ``metrics.csv`` loses the rows logged after the checkpoint (they are logged again).
+    A run continued in its own folder must keep the settings it was trained with.
     """
     output_dir = Path(cfg.paths.output_dir)
     ckpt = resume_checkpoint(cfg.ckpt_path, output_dir)
@@ -103,7 +139,7 @@ def _checkpoint_to_resume(cfg: DictConfig) -> tuple[str, dict[str, Any]] | None:
             )
         return None
     checkpoint = load_checkpoint(ckpt)  # fail early and clearly on a bad or unsafe (pickled-object) file
-    if ckpt.parent.parent.resolve() == output_dir.resolve():  # continuing in place
+    if _in_place(ckpt, output_dir):
         changed = changed_settings(
             checkpoint["hyper_parameters"],
             cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)),
@@ -115,31 +151,7 @@ def _checkpoint_to_resume(cfg: DictConfig) -> tuple[str, dict[str, Any]] | None:
                 f"{output_dir} was trained with other settings; continue it with the same ones: add "
                 f"{' '.join(changed[:8])}{' ...' if len(changed) > 8 else ''} (or start a new run: no ckpt_path=last)"
             )
-        last_step = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
-        rank_zero_only(truncate_metrics)(output_dir / "csv" / "metrics.csv", last_step)  # DDP ranks run this too: once
     return str(ckpt), checkpoint
-
-
-def report_errors(task: Callable[[DictConfig], Any], name: str) -> Callable[[DictConfig], Any]:
-    """Print a user error (bad data_dir, checkpoint, divergence) as one message, not a traceback.
-
-    In a multirun the error is printed and passed on: Hydra marks that job failed, runs the
-    others, and names the failure when the sweep ends (an exit here would end the whole sweep).
-    """
-
-    def run(cfg: DictConfig) -> Any:
-        try:
-            return task(cfg)
-        except Preempted as err:  # ends a multirun too: the whole process was asked to stop
-            print(f"{name}: {err}", file=sys.stderr)
-            sys.exit(err.exit_code)
-        except GanforgeError as err:
-            print(f"{name}: error: {err}", file=sys.stderr)
-            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-                raise
-            sys.exit(1)
-
-    return run
 
 
 def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
@@ -155,10 +167,12 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     return metrics[key]
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    return report_errors(lambda c: optimized_value(c, train(c)), "ganforge-train")(cfg)
+def run(cfg: DictConfig) -> float | None:
+    """``ganforge-train`` (:func:`ganforge.cli.train`): train, and return ``optimized_metric`` to a sweeper."""
+    return optimized_value(cfg, train(cfg))
 
 
 if __name__ == "__main__":
+    from ganforge.cli import train as main
+
     main()

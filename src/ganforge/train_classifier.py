@@ -5,12 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ganforge.metrics.classifier import save_classifier, train_domain_classifier, user_classifier_path
-from ganforge.train import report_errors
 
 
 def train_classifier(cfg: DictConfig) -> Path:
@@ -31,10 +29,7 @@ def train_classifier(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train_classifier")
-def main(cfg: DictConfig) -> None:
-    report_errors(train_classifier, "ganforge-train-classifier")(cfg)
-
-
 if __name__ == "__main__":
+    from ganforge.cli import train_classifier as main
+
     main()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
@@ -19,7 +18,6 @@ from ganforge.data.datamodules import ToChannels, find_images, to_unit_interval,
 from ganforge.errors import ConfigError, DatasetNotFoundError
 from ganforge.generation import resolve_device
 from ganforge.metrics.translation import translator
-from ganforge.train import report_errors
 
 
 def read_inputs(path: Path, channels: int, size: int) -> tuple[torch.Tensor, list[Path]]:
@@ -95,6 +93,7 @@ def translate(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="translate")
-def main(cfg: DictConfig) -> None:
-    report_errors(translate, "ganforge-translate")(cfg)
+if __name__ == "__main__":
+    from ganforge.cli import translate as main
+
+    main()
