@@ -13,6 +13,7 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ganforge.cli import refuse_undefined_options
 from ganforge.config import CONFIG_MODULE, generator_from_checkpoint, load_checkpoint
@@ -140,6 +141,36 @@ def test_help_says_what_each_command_does_and_lists_its_own_options(tmp_path: Pa
     )
     for text in (sample_help, eval_help):
         assert "experiment:" not in text and "\nloss:" not in text and "\nmodel:" not in text
+
+
+def test_a_run_prints_no_adverts_deprecations_or_flops(tmp_path: Path) -> None:
+    """A run logging to CSV, W&B and TensorBoard: no Lightning 'Tip' for litlogger, no wandb warning about an
+    'anonymous' setting, a model summary without 'Total FLOPs: 0', and no hp_metric placeholder in TensorBoard."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "WANDB_API_KEY")}
+    env |= {"WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    overrides = [
+        *TINY,
+        "logger=many",
+        "trainer.enable_model_summary=true",
+        "max_gen_steps=2",
+        "~callbacks.image_metrics",
+    ]
+    result = subprocess.run(
+        [str(BIN / "ganforge-train"), *overrides, "~callbacks.best_checkpoint", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = result.stdout + result.stderr
+    assert "Trainable params" in printed and "Total params" in printed  # the summary is still there
+    for noise in ("Tip:", "litlogger", "anonymous", "FLOPs", "Flops"):
+        assert noise not in printed, noise
+    (events,) = (tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*")
+    scalars = EventAccumulator(str(events)).Reload().Tags()["scalars"]
+    assert "loss/d" in scalars and "hp_metric" not in scalars
 
 
 def test_wrong_data_dir_is_a_clear_error(tmp_path: Path) -> None:

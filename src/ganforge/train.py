@@ -14,9 +14,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge.callbacks.budget import WallClockBudget, parse_max_time, run_start
+from ganforge.callbacks.summary import ModelSummary
 from ganforge.cli import discard_start
 from ganforge.config import build, build_module, check_weights, load_checkpoint
 from ganforge.errors import CheckpointError, ConfigError, Preempted
+from ganforge.loggers import drop_lightning_tips
 from ganforge.module import GANModule
 from ganforge.preemption import Preemption
 from ganforge.runs import LAST, changed_settings, group_choices, resume_checkpoint, truncate_metrics
@@ -76,11 +78,15 @@ def _start(cfg: DictConfig) -> tuple[Trainer, GANModule, Any, str | None, list[L
         callbacks.append(WallClockBudget(parse_max_time(cfg.max_time), started))
     loggers: list[Logger] = instantiate_group(cfg.logger)
     max_steps = cfg.max_gen_steps * module.optimizer_steps_per_gen_step if cfg.max_gen_steps else -1
+    if cfg.trainer.get("enable_model_summary", True):  # ganforge's summary, in place of Lightning's
+        callbacks.append(ModelSummary())
+    drop_lightning_tips()
     trainer: Trainer = build(
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers,
         max_steps=max_steps,
+        enable_model_summary=False,
     )
     if resumed is not None and _in_place(Path(resumed[0]), Path(cfg.paths.output_dir)):
         # The rows logged after the checkpoint go (they are logged again); every check has passed.
