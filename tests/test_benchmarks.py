@@ -162,3 +162,13 @@ def test_translation_baselines_score_the_source_and_the_mean_image() -> None:
     psnr = {label: float(cells[0]) for label, cells in rows.items()}
     assert all(cells[3].strip() == "–" for cells in rows.values())  # target_class: the data names no target classes
     assert 10 < psnr["mean training image"] < psnr["source as output"] < 40
+
+
+def test_startup_times_help_and_the_import_of_a_command() -> None:
+    """One command, one run: its row has both times and the packages its module imports slowest (torch among
+    them), which its --help no longer waits for."""
+    out = run_benchmark("startup.py", "--repeats", "1", "--commands", "sample", "--top", "6")
+    (row,) = (line for line in out.splitlines() if line.startswith("| ganforge-sample |"))
+    help_s, import_s, slowest = (cell.strip() for cell in row.strip("|").split("|")[1:])
+    assert float(help_s) > 0 and float(import_s) > 0
+    assert len(slowest.split(", ")) == 6 and "torch" in {entry.split()[0] for entry in slowest.split(", ")}

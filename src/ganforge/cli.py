@@ -91,7 +91,8 @@ def _task_overrides() -> list[Any]:
 def discard_start() -> None:
     """Take back what Hydra wrote for a single run refused before its work began: its new folder (which holds
     nothing but Hydra's config and log), or, continuing a run in place, the ``.hydra/continued_<time>/`` of this
-    start. A multirun's job keeps its folder, whose ``error.txt`` tells the sweep's report why it failed."""
+    start. A multirun's job keeps its folder, which the sweep's report lists (with ``error.txt`` where
+    :func:`ganforge.train.train` wrote one)."""
     if not HydraConfig.initialized():
         return
     hydra_cfg = HydraConfig.get()
