@@ -19,14 +19,21 @@ from lightning.pytorch.callbacks import Timer
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ganforge.callbacks import ImageMetrics, ModeCoverage, SampleGrid, TranslationGrid, TranslationMetrics
+from ganforge.callbacks import (
+    ImageMetrics,
+    ModeCoverage,
+    OverfitCheck,
+    SampleGrid,
+    TranslationGrid,
+    TranslationMetrics,
+)
 from ganforge.callbacks.budget import parse_max_time
 from ganforge.config import build
 from ganforge.errors import ConfigError
 
 PLAYERS = ("generator", "discriminator")
 #: Callbacks that draw the generator's samples from noise, and callbacks that translate test-split images.
-NOISE_CALLBACKS = (SampleGrid, ImageMetrics, ModeCoverage)
+NOISE_CALLBACKS = (SampleGrid, ImageMetrics, ModeCoverage, OverfitCheck)
 TRANSLATION_CALLBACKS = (TranslationGrid, TranslationMetrics)
 
 
@@ -83,7 +90,8 @@ def validate_callbacks(cfg: DictConfig, generator: nn.Module) -> None:
             else "draws from noise and translates no images; use callbacks=default (sample grids and image metrics)"
         )
         raise ConfigError(
-            f"{' and '.join(names)} cannot run model.generator ({type(generator).__name__}): it {kind_of}"
+            f"{' and '.join(names)} cannot run model.generator ({type(generator).__name__}): it {kind_of}; or "
+            f"leave {'it' if len(names) == 1 else 'them'} out: {' '.join(repr('~' + name) for name in names)}"
         )
 
 

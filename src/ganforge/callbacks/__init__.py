@@ -1,9 +1,10 @@
 """Lightning callbacks (generator-step checkpoints, sample grids, evaluation, the progress bar, the wall-clock
-budget) and the atomic checkpoint writer."""
+budget, debug=overfit's check) and the atomic checkpoint writer."""
 
 from ganforge.callbacks.budget import WallClockBudget
 from ganforge.callbacks.checkpoint import AtomicCheckpointIO, GenStepCheckpoint
 from ganforge.callbacks.evaluation import ImageMetrics, ModeCoverage
+from ganforge.callbacks.overfit import OverfitCheck
 from ganforge.callbacks.progress import GANProgressBar
 from ganforge.callbacks.sample_grid import SampleGrid
 from ganforge.callbacks.translation import TranslationGrid, TranslationMetrics
@@ -14,6 +15,7 @@ __all__ = [
     "GenStepCheckpoint",
     "ImageMetrics",
     "ModeCoverage",
+    "OverfitCheck",
     "SampleGrid",
     "TranslationGrid",
     "TranslationMetrics",
