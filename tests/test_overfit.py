@@ -21,6 +21,12 @@ from tests.conftest import Compose
 N_SAMPLES = 40
 
 
+def pixel_rms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """By hand: the RMS difference of every image of ``a`` from every image of ``b``, pixels mapped to [0, 1]."""
+    differences = (a[:, None].astype(np.float64) - b[None].astype(np.float64)) / 2
+    return np.sqrt((differences**2).reshape(len(a), len(b), -1).mean(axis=2))
+
+
 def test_overfit_reports_each_targets_distance_to_its_nearest_sample(
     tiny_cfg: Compose, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -44,8 +50,7 @@ def test_overfit_reports_each_targets_distance_to_its_nearest_sample(
         np.testing.assert_allclose(samples, generator(latents).numpy(), atol=1e-6)
 
     # For each target, the RMS difference (pixels in [0, 1]) to its nearest sample; the mean over the batch.
-    differences = (targets[:, None].astype(np.float64) - samples[None].astype(np.float64)) / 2
-    rms = np.sqrt((differences**2).reshape(16, N_SAMPLES, -1).mean(axis=2))
+    rms = pixel_rms(targets, samples)
     distances, nearest = rms.min(axis=1), rms.argmin(axis=1)
     result = json.loads((run / "overfit.json").read_text())
     assert result["gen_step"] == 4
@@ -54,8 +59,7 @@ def test_overfit_reports_each_targets_distance_to_its_nearest_sample(
     assert result["distance"] == pytest.approx(distances.mean(), rel=1e-12)
     # The threshold: each target's RMS difference to the batch's mean image, averaged. Four steps of a tiny G are
     # farther from the batch than that: the verdict says so.
-    exact = targets.astype(np.float64)
-    mean_image = np.sqrt((((exact - exact.mean(axis=0)) / 2) ** 2).reshape(16, -1).mean(axis=1)).mean()
+    mean_image = pixel_rms(targets, targets.astype(np.float64).mean(axis=0, keepdims=True)).mean()
     assert result["threshold"] == result["mean_image_distance"] == pytest.approx(mean_image, rel=1e-12)
     assert result["threshold"] < result["distance"] and result["passed"] is False
 
@@ -82,6 +86,26 @@ def test_overfit_reports_each_targets_distance_to_its_nearest_sample(
         for left, image in ((col, targets[i]), (col + grid_width + 8, samples[nearest[i]])):
             expected = np.floor((image[0].astype(np.float64) + 1) / 2 * 255 + 0.5).clip(0, 255)
             assert np.abs(figure[row : row + 28, left : left + 28] - expected).max() <= 1, i
+
+
+def test_a_conditional_generator_is_matched_within_each_targets_class(tiny_cfg: Compose, tmp_path: Path) -> None:
+    """The samples are drawn in the targets' classes, in turn; each target's nearest sample and the mean image it
+    is held against are of its own class."""
+    overrides = ["debug=overfit", "model.conditional=true", "max_gen_steps=2", f"callbacks.overfit.n={N_SAMPLES}"]
+    train(tiny_cfg(*overrides))
+    saved = np.load(tmp_path / "run" / "overfit.npz")
+    targets, samples, labels = saved["targets"], saved["samples"], saved["target_labels"]
+    first = FashionMNISTDataModule(data_dir=str(tmp_path)).load_split(train=True).labels[:16]
+    np.testing.assert_array_equal(labels, first.numpy())
+    np.testing.assert_array_equal(saved["sample_labels"], np.tile(labels, 3)[:N_SAMPLES])
+
+    rms = np.where(labels[:, None] == saved["sample_labels"][None], pixel_rms(targets, samples), np.inf)
+    result = json.loads((tmp_path / "run" / "overfit.json").read_text())
+    np.testing.assert_allclose(result["distances"], rms.min(axis=1), rtol=1e-12)
+    assert result["nearest"] == rms.argmin(axis=1).tolist()
+    class_means = np.stack([targets[labels == label].astype(np.float64).mean(axis=0) for label in labels])
+    by_class = np.sqrt((((targets - class_means) / 2) ** 2).reshape(16, -1).mean(axis=1))
+    assert result["threshold"] == pytest.approx(by_class.mean(), rel=1e-12)
 
 
 @pytest.mark.parametrize("experiment", ["ring", "fmnist_pix2pix"])
