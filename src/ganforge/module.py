@@ -37,8 +37,6 @@ class LazyTerm(Protocol):
 
 Term = TypeVar("Term", bound=LazyTerm)
 
-#: What a generator step logs: NaN in the rows of batches without one.
-GENERATOR_LOGS = ("loss/g", "grad_norm/g")
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
 
 
@@ -211,31 +209,39 @@ class GANModule(LightningModule):
         self.images_shown += batch_size(played.real) * self.trainer.world_size
         if g_step_follows:
             logs |= self._generator_step(g_opt, critic, played, y, log_now)
-        elif log_now:  # Lightning would repeat the last G step's values in this row (also after a resume)
-            logs |= dict.fromkeys(GENERATOR_LOGS, float("nan"))
         if log_now:
             self.log_dict(logs | self.progress())
 
     def progress(self) -> dict[str, float]:
-        """How far training has come, logged with the losses."""
-        return {"gen_step": float(self.generator_steps), "kimg": self.images_shown / 1000.0}
+        """How far training has come, logged with the losses. ``step`` is the row's x-axis in every logger
+        (Lightning's own key for it; it would take its batch count): the generator step, as ``gen_step``."""
+        step = float(self.generator_steps)
+        return {"step": step, "gen_step": step, "kimg": self.images_shown / 1000.0}
 
     def prepare_batch(self, real: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch as this step trains on it (a hook: progressive growing reduces its resolution)."""
         return real, labels
 
     def _logs_this_batch(self, g_step_follows: bool) -> bool:
-        """Log on the batches Lightning writes to the loggers, and on the last one.
+        """Log on the batches that end with a generator step (every logger's x-axis is the generator step) and that
+        Lightning writes to the loggers, and on the last one. ``ganforge-train`` gives Lightning
+        ``trainer.log_every_n_steps`` generator steps' worth of batches, so a row is logged every that many
+        generator steps.
 
         ``self.log`` costs ~0.3 ms per key on the CPU, so logging every batch would slow
         small nets by several percent (benchmarks/RESULTS.md) for values nobody sees.
         """
+        if not g_step_follows:
+            return False
         trainer = self.trainer
         every = trainer.log_every_n_steps  # type: ignore[attr-defined]  # set by Lightning's logger connector
-        if every > 0 and (self.discriminator_steps + 1) % every == 0:
+        batches = (self.discriminator_steps if self.critic_steps else self.generator_steps) + 1
+        if every > 0 and batches % every == 0:
             return True
-        last_step = 0 < trainer.max_steps <= trainer.global_step + int(self.critic_steps > 0) + int(g_step_follows)
+        last_step = 0 < trainer.max_steps <= trainer.global_step + int(self.critic_steps > 0) + 1
         last_epoch = trainer.is_last_batch and trainer.current_epoch + 1 == trainer.max_epochs
+        if last_step or last_epoch:
+            trainer.should_stop = True  # as it does after this batch; Lightning then writes this row too
         return last_step or last_epoch
 
     def _discriminator_step(

@@ -72,15 +72,15 @@ def wandb_run_id(output_dir: str) -> str | None:
     return latest.resolve().name.rsplit("-", 1)[-1] if latest.exists() else None
 
 
-def truncate_metrics(metrics_csv: Path, last_step: int) -> None:
-    """Keep the rows of ``metrics.csv`` up to logger step ``last_step`` (the checkpoint's last batch), and
-    drop a row cut short by a kill; the continued run logs the later steps again."""
+def truncate_metrics(metrics_csv: Path, gen_step: int) -> None:
+    """Keep the rows of ``metrics.csv`` up to generator step ``gen_step`` (the checkpoint's; the ``step`` column),
+    and drop a row cut short by a kill; the continued run logs the later steps again."""
     if not metrics_csv.is_file():
         return
     with metrics_csv.open(newline="") as file:
         reader = csv.DictReader(file)
         header = list(reader.fieldnames or [])
-        rows = [row for row in reader if None not in row.values() and row["step"] and int(row["step"]) <= last_step]
+        rows = [row for row in reader if None not in row.values() and row["step"] and int(row["step"]) <= gen_step]
     partial = metrics_csv.with_name(metrics_csv.name + ".partial")
     with partial.open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=header)
@@ -90,7 +90,34 @@ def truncate_metrics(metrics_csv: Path, last_step: int) -> None:
 
 
 class _ContinuingWriter(ExperimentWriter):
-    """Lightning's CSV writer deletes an existing ``metrics.csv``; this one appends to it."""
+    """Lightning's CSV writer deletes an existing ``metrics.csv``; this one appends to it.
+
+    What is logged at one generator step in separate calls (its losses; its evaluations, which run before Lightning
+    writes the losses, or after the last step; a budget's stop) goes into one row, written again as it grows: one
+    row per step, in step order, so the last row holds the final losses and evaluations.
+    """
+
+    _written: dict[str, Any] | None = None  # the last row in the file
+
+    def log_metrics(self, metrics_dict: dict[str, float], step: int | None = None) -> None:
+        super().log_metrics(metrics_dict, step)
+        row = self.metrics.pop()
+        last = self.metrics[-1] if self.metrics else self._written
+        if last is None or any(last[key] != row[key] for key in last.keys() & row.keys()):  # another step's row
+            self.metrics.append(row)
+            return
+        if not self.metrics:  # in the file: it is taken out, and written again with the new values
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                lines = file.readlines()
+            with self._fs.open(self.metrics_file_path, "w", newline="") as file:
+                file.writelines(lines[:-1])
+            self.metrics.append(last)
+        last.update(row)
+
+    def save(self) -> None:
+        if self.metrics:
+            self._written = self.metrics[-1]
+        super().save()
 
     def _check_log_dir_exists(self) -> None:
         if self._fs.isfile(self.metrics_file_path):

@@ -78,6 +78,8 @@ def _start(cfg: DictConfig) -> tuple[Trainer, GANModule, Any, str | None, list[L
         callbacks.append(WallClockBudget(parse_max_time(cfg.max_time), started))
     loggers: list[Logger] = instantiate_group(cfg.logger)
     max_steps = cfg.max_gen_steps * module.optimizer_steps_per_gen_step if cfg.max_gen_steps else -1
+    # Lightning counts batches; ganforge-train counts both settings in generator steps.
+    log_every = cfg.trainer.get("log_every_n_steps", 50) * module.batches_per_gen_step  # 50: Lightning's default
     if cfg.trainer.get("enable_model_summary", True):  # ganforge's summary, in place of Lightning's
         callbacks.append(ModelSummary())
     drop_lightning_tips()
@@ -86,13 +88,14 @@ def _start(cfg: DictConfig) -> tuple[Trainer, GANModule, Any, str | None, list[L
         callbacks=callbacks,
         logger=loggers,
         max_steps=max_steps,
+        log_every_n_steps=log_every,
         enable_model_summary=False,
     )
     if resumed is not None and _in_place(Path(resumed[0]), Path(cfg.paths.output_dir)):
         # The rows logged after the checkpoint go (they are logged again); every check has passed.
-        last_step = resumed[1]["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
+        gen_step = resumed[1]["ganforge"]["generator_steps"]
         metrics_csv = Path(cfg.paths.output_dir) / "csv" / "metrics.csv"
-        rank_zero_only(truncate_metrics)(metrics_csv, last_step)  # DDP ranks run this too: once
+        rank_zero_only(truncate_metrics)(metrics_csv, gen_step)  # DDP ranks run this too: once
     return trainer, module, datamodule, ckpt_path, loggers
 
 

@@ -28,11 +28,11 @@ def log_metrics(trainer: Trainer, metrics: dict[str, float]) -> None:
 
     Evaluations run on their own schedule (every N generator steps, and after the last
     step) rather than on the batches Lightning writes, so they go to the loggers directly,
-    at Lightning's step for the current batch (as Lightning's LearningRateMonitor does);
+    at the generator step, the x-axis of the losses too (:meth:`GANModule.progress`);
     ``callback_metrics`` makes them visible to checkpoint monitors and to sweeps.
     """
-    step = trainer.fit_loop.epoch_loop._batches_that_stepped
-    metrics = {**metrics, "gen_step": float(cast(GANModule, trainer.lightning_module).generator_steps)}
+    step = cast(GANModule, trainer.lightning_module).generator_steps
+    metrics = {**metrics, "gen_step": float(step)}
     for logger in trainer.loggers:
         logger.log_metrics(metrics, step=step)
     trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})

@@ -57,14 +57,15 @@ class SampleGrid(EveryNGenSteps):
 
 
 def log_image(trainer: Trainer, key: str, image: torch.Tensor, gen_step: int) -> None:
-    """Send a (C, H, W) image in [0, 1] to every logger that accepts images, as the 8-bit pixels
+    """Send a (C, H, W) image in [0, 1] to every logger that accepts images, at generator step ``gen_step`` (the
+    x-axis of every logger), as the 8-bit pixels
     :func:`~torchvision.utils.save_image` writes to the PNG on disk. wandb casts a float image to 8 bits
     without scaling (a black image), so every logger gets the pixels, not the floats."""
     pixels = to_uint8(image)
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             picture = Image.fromarray(pixels.permute(1, 2, 0).squeeze(-1).numpy())
-            logger.log_image(key, [picture], caption=[f"generator step {gen_step}"])
+            logger.log_image(key, [picture], step=gen_step, caption=[f"generator step {gen_step}"])
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, pixels, global_step=gen_step)
 
