@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Callable, Sized
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
 import numpy as np
 import torch
+from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch import LightningDataModule
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -29,6 +31,10 @@ from ganforge.data.sources import (
 from ganforge.errors import ConfigError, DatasetNotFoundError, GanforgeError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+#: The start of Lightning's warning on resuming mid-epoch from a loader without ``state_dict``.
+NOT_RESUMABLE = (
+    "You're resuming from a checkpoint that ended before the epoch ended and your dataloader is not resumable"
+)
 
 
 class TensorImages(Dataset[Batch]):
@@ -176,7 +182,12 @@ class GANDataModule(LightningDataModule):
         return {"batches_consumed": self.batches_consumed}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume the data stream where the checkpoint was written: :meth:`train_dataloader` starts its sampler at
+        that batch. Lightning looks for this state on the loader, not here, and on a resume mid-epoch warns that
+        the loader "is not resumable ... unreliable results"; that does not hold for this datamodule's loader, so
+        the warning is silenced."""
         self.batches_consumed = state_dict["batches_consumed"]
+        warnings.filterwarnings("ignore", message=NOT_RESUMABLE, category=PossibleUserWarning)
 
     def _to_dataset(self, split: Split) -> TensorImages:
         """Check channels and resize to ``resolution`` once, up front."""
