@@ -27,7 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 import ganforge
-from ganforge.checkpoint_safety import PURE_FUNCTIONS, building_blocks, check_config
+from ganforge.checkpoint_safety import PURE_FUNCTIONS, RUN_SECTIONS, building_blocks, check_config
 from ganforge.config import checkpoint_config, generator_from_checkpoint, load_checkpoint
 from ganforge.encode import encode
 from ganforge.errors import CheckpointError
@@ -313,9 +313,13 @@ def test_every_shipped_target_is_allowed_and_no_other_ganforge_function() -> Non
     writes stays refused."""
     conf = Path(__file__).resolve().parents[1] / "src" / "ganforge" / "conf"
     run_groups = {conf / "trainer", conf / "callbacks", conf / "logger"}  # what RUN_SECTIONS build; never loaded
-    files = [path for path in conf.rglob("*.yaml") if path.parent not in run_groups]
-    lines = [line.split("#")[0] for path in files for line in path.read_text().splitlines()]
-    targets = {line.split("_target_:")[1].strip() for line in lines if "_target_:" in line}
+    targets: set[str] = set()
+    for path in conf.rglob("*.yaml"):
+        if path.parent not in run_groups:
+            node = OmegaConf.to_container(OmegaConf.load(path))
+            global_package = path.read_text().startswith("# @package _global_")  # experiments, debug: whole configs
+            kept = {k: v for k, v in node.items() if k not in RUN_SECTIONS} if global_package else node
+            targets |= set(_targets(kept))
     assert len(targets) > 40 and targets <= building_blocks()
     functions = {
         f"{info.name}.{name}"
@@ -326,6 +330,17 @@ def test_every_shipped_target_is_allowed_and_no_other_ganforge_function() -> Non
     assert len(functions) > 100
     assert (functions & building_blocks()) == {"ganforge.metrics.features.auto_features"}
     assert set(PURE_FUNCTIONS) <= building_blocks()
+
+
+def _targets(node: Any) -> Iterator[str]:
+    """Every ``_target_`` value in a config tree."""
+    if isinstance(node, dict):
+        yield from ([node["_target_"]] if "_target_" in node else [])
+        for value in node.values():
+            yield from _targets(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _targets(item)
 
 
 @pytest.mark.parametrize("experiment", ["fmnist_dcgan", "fmnist_cyclegan", "mnist_infogan", "fmnist_srgan", "grid"])
