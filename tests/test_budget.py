@@ -137,6 +137,6 @@ def test_the_whole_process_ends_within_its_budget(tmp_path: Path) -> None:
     elapsed = time.time() - started
     assert result.returncode == 0, result.stderr[-2000:]
     assert elapsed <= 60 + 5, elapsed
-    assert "max_time=60 s: training stopped at generator step" in result.stderr + result.stdout
+    assert "stopped: max_time=60 s: training ended at generator step" in result.stderr + result.stdout
     step = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["ganforge"]["generator_steps"]
     assert json.loads((tmp_path / "metrics.json").read_text())["gen_step"] == step

@@ -14,6 +14,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge.callbacks.budget import WallClockBudget, parse_max_time, run_start
+from ganforge.callbacks.progress import run_summary, say
 from ganforge.callbacks.summary import ModelSummary
 from ganforge.cli import discard_start
 from ganforge.config import build, build_module, check_weights, load_checkpoint
@@ -124,7 +125,9 @@ def _fit(
             f"{Path(cfg.paths.output_dir) / 'checkpoints'}; {requeued + '; ' if requeued else ''}{again}",
             preemption.signum or 15,
         )
-    return {name: float(value) for name, value in trainer.callback_metrics.items()}
+    metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+    say(run_summary(Path(cfg.paths.output_dir), module.generator_steps, metrics))  # where it went, whatever the logger
+    return metrics
 
 
 def _in_place(ckpt: Path, output_dir: Path) -> bool:

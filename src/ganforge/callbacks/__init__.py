@@ -5,7 +5,7 @@ from ganforge.callbacks.budget import WallClockBudget
 from ganforge.callbacks.checkpoint import AtomicCheckpointIO, GenStepCheckpoint
 from ganforge.callbacks.evaluation import ImageMetrics, ModeCoverage
 from ganforge.callbacks.overfit import OverfitCheck
-from ganforge.callbacks.progress import GANProgressBar
+from ganforge.callbacks.progress import GANProgressBar, ProgressLog
 from ganforge.callbacks.sample_grid import SampleGrid
 from ganforge.callbacks.translation import TranslationGrid, TranslationMetrics
 
@@ -16,6 +16,7 @@ __all__ = [
     "ImageMetrics",
     "ModeCoverage",
     "OverfitCheck",
+    "ProgressLog",
     "SampleGrid",
     "TranslationGrid",
     "TranslationMetrics",

@@ -124,7 +124,7 @@ class WallClockBudget(Callback):
     @rank_zero_only
     def _say(self, step: int, remaining: float, reserve: float) -> None:
         log.info(
-            "max_time=%.0f s: training stopped at generator step %d with %.1f s left, which the end of the run "
+            "stopped: max_time=%.0f s: training ended at generator step %d with %.1f s left, which the end of the run "
             "(final evaluations and grids, checkpoints, exit) needs: about %.1f s",
             self.max_time, step, remaining, reserve,
         )  # fmt: skip
