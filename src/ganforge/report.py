@@ -70,7 +70,7 @@ def is_evaluation(key: str) -> bool:
 def read_curves(metrics_csv: Path) -> dict[str, list[tuple[float, float]]]:
     """Evaluation metrics and losses of a run's CSV log, each as (generator step, value) in logged order.
 
-    NaN values are left out: ``loss/g`` of a batch without a generator step (``n_critic > 1``) is NaN.
+    NaN values are left out: older runs logged ``loss/g`` as NaN for batches without a generator step.
     """
     curves: dict[str, list[tuple[float, float]]] = {}
     with metrics_csv.open(newline="") as file:
