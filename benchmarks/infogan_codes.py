@@ -27,12 +27,13 @@ import torch
 from omegaconf import DictConfig
 from seeded_runs import add_arguments, mean_and_error, measured_line, runs_of, train_seeds
 
-from ganforge.config import build, domain_of, load_checkpoint, module_from_checkpoint
+from ganforge.config import build, load_checkpoint, module_from_checkpoint
 from ganforge.games.infogan import CodedGenerator, InfoGAN
 from ganforge.metrics.classifier import classifier_path, load_classifier, to_unit_range
 from ganforge.metrics.codes import best_assignment_accuracy, classify, confusion
 from ganforge.metrics.image_metrics import split_images, split_labels
 from ganforge.module import GANModule
+from ganforge.resolvers import domain_of
 
 
 @torch.no_grad()
