@@ -145,7 +145,10 @@ def files_of(folder: Path) -> dict[str, tuple[int, int] | None]:
 def test_a_start_refused_before_training_writes_into_no_run_folder(tmp_path: Path) -> None:
     """A refused ckpt_path=last leaves the run it names as it was (no error.txt, no .hydra/continued_<time>/, so
     ganforge-report does not list it as failed); a missing checkpoint and a crash while building the nets leave no
-    run folder of their own. A failure in training still writes error.txt."""
+    run folder of their own (nor the empty outputs/<task>/runs above it). A failure in training still writes
+    error.txt."""
+    code, stderr = finish(ganforge_train("task_name=study", "ckpt_path=/nope.ckpt", cwd=tmp_path, base=BARE))
+    assert code == 1 and not (tmp_path / "outputs").exists(), stderr[-2000:]
     code, stderr = finish(ganforge_train("task_name=study", "data=mnist_5k", cwd=tmp_path, base=BARE))
     assert code == 0, stderr[-2000:]
     runs = tmp_path / "outputs" / "study" / "runs"

@@ -107,8 +107,18 @@ def discard_start() -> None:
         return
     if {path.name for path in run.iterdir()} <= {".hydra", f"{hydra_cfg.job.name}.log"}:
         shutil.rmtree(run)
+        _remove_empty_parents(run, Path.cwd())
     elif Path(hydra_cfg.output_subdir) != Path(".hydra"):
         shutil.rmtree(run / hydra_cfg.output_subdir, ignore_errors=True)
+
+
+def _remove_empty_parents(path: Path, root: Path) -> None:
+    """Remove the now empty folders above ``path`` (``outputs/<task>/runs``), up to, not including, ``root``."""
+    parent = path.resolve().parent
+    root = root.resolve()
+    while parent != root and parent.is_relative_to(root) and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
 
 
 def _run(cfg: DictConfig, name: str, task: str) -> Any:
