@@ -22,8 +22,9 @@ from ganforge.evaluate import evaluate
 from ganforge.metrics import DomainFeatures, ImageScorer, InceptionFeatures, auto_features, extract, split_features
 from ganforge.metrics.cache import cache_file, cached
 from ganforge.metrics.image_metrics import class_accuracy, split_images, split_labels
+from ganforge.sample import sample
 from ganforge.train import train
-from tests.conftest import Compose, compose_config
+from tests.conftest import TINY, Compose, compose_config
 
 
 def scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
@@ -300,3 +301,32 @@ def test_results_name_the_generator_that_was_scored(
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     result = evaluate(compose_config("eval", [f"ckpt={ckpt}", f"out={tmp_path / 'eval.json'}", *counts]))
     assert result["protocol"]["generated"].startswith(f"100 samples of the {kind} of {ckpt}")
+
+
+#: Tiny runs at the data's 28x28 (DCGAN, tanh output) and at 32x32 (StyleGAN2, whose output is linear).
+AGREEMENT_RUNS = {
+    "28px dcgan": [],
+    "32px stylegan2": ["experiment=fmnist_stylegan2", "model.generator.width=8", "model.discriminator.width=8",
+                       "data.batch_size=16", "model.generator.max_width=16", "model.discriminator.max_width=16"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("run", list(AGREEMENT_RUNS))
+def test_training_and_ganforge_eval_agree_on_a_runs_checkpoint(run: str, tiny_cfg: Compose, tmp_path: Path) -> None:
+    """The final in-training scores equal ganforge-eval's on the run's last.ckpt and on ganforge-sample's file of
+    the same latents: generated floats are scored as the 8-bit pixels a file of them holds (they were scored as
+    floats, so a 32x32 StyleGAN2, whose linear output leaves [-1, 1], scored better in training than from its file)."""
+    train(tiny_cfg(*AGREEMENT_RUNS[run], "max_gen_steps=6", "~callbacks.best_checkpoint"))
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    counts = [o for o in TINY if o.startswith("metrics.")]
+    from_ckpt = evaluate(compose_config("eval", [f"ckpt={ckpt}", f"out={tmp_path / 'ckpt.json'}", *counts]))
+    assert from_ckpt["metrics"] == pytest.approx(final, rel=1e-5)
+
+    samples = tmp_path / "samples.npz"
+    sample(compose_config("sample", [f"ckpt={ckpt}", "n=100", f"out={samples}", "seed=0", "batch_size=50"]))
+    resolution = int(np.load(samples)["arr_0"].shape[1])
+    assert resolution == (32 if "32px" in run else 28)
+    data = ["data=fashion_mnist", f"data.resolution={resolution}"]
+    from_file = evaluate(compose_config("eval", [f"samples={samples}", *data, f"out={tmp_path / 'f.json'}", *counts]))
+    assert from_file["metrics"] == pytest.approx(final, rel=1e-5)

@@ -19,12 +19,13 @@ from ganforge.config import generator_from_checkpoint, load_checkpoint
 from ganforge.errors import ConfigError
 from ganforge.games.infogan import CodedGenerator, WithCodes, traversal_latents
 from ganforge.generation import class_major_labels, eval_mode, generate_batches, resolve_device, samples_per_class
+from ganforge.metrics.classifier import to_pixels
 from ganforge.plots import scatter_png
 
 
 def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
     """[-1, 1] NCHW floats -> [0, 255] NHWC uint8, the layout FID tools read."""
-    return images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return to_pixels(images).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def sample_labels(y: int | str | None, n: int, num_classes: int | None, ckpt: str) -> torch.Tensor | None:

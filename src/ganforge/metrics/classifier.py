@@ -84,6 +84,11 @@ def to_unit_range(images: Tensor) -> Tensor:
     return images.float().div(127.5).sub(1.0)
 
 
+def to_pixels(images: Tensor) -> Tensor:
+    """float [-1, 1] -> uint8 [0, 255], rounded and clipped: what an image file of them holds."""
+    return images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 @contextmanager
 def deterministic_algorithms() -> Iterator[None]:
     """Force deterministic kernels for the block, then restore the caller's settings.

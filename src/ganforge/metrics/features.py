@@ -17,7 +17,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torchmetrics.image.fid import NoTrainInceptionV3
 
 from ganforge.errors import GanforgeError
-from ganforge.metrics.classifier import classifier_path, load_classifier
+from ganforge.metrics.classifier import classifier_path, load_classifier, to_pixels
 
 
 class FeatureExtractorError(GanforgeError):
@@ -79,7 +79,7 @@ class InceptionFeatures(FeatureExtractor):
         self.identity = "inception-v3-compat:" + (file_digest(Path(weights_path)) if weights_path else "download")
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+        pixels = to_pixels(images)
         if pixels.shape[1] == 1:
             pixels = pixels.expand(-1, 3, -1, -1)
         pool = self.net(pixels)

@@ -22,6 +22,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from ganforge.data.datamodules import GANDataModule, TensorImages
 from ganforge.errors import ConfigError
 from ganforge.metrics.cache import cached
+from ganforge.metrics.classifier import to_pixels, to_unit_range
 from ganforge.metrics.features import DomainFeatures, FeatureExtractor
 
 
@@ -41,13 +42,13 @@ class PassThrough(nn.Module):
 def extract(
     extractor: FeatureExtractor, batches: Iterable[torch.Tensor], device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features and logits of image batches in [-1, 1] (uint8 batches are scaled), in float32."""
+    """Features and logits, in float32, of image batches of uint8 pixels or of floats in [-1, 1]. Floats are read as
+    the 8-bit pixels an image file of them holds (rounded, clipped: :func:`to_pixels`), so a generator scores the same
+    during training as from ganforge-sample's file, also where its output is linear and leaves [-1, 1] (StyleGAN2)."""
     features, logits = [], []
     for images in batches:
         images = images.to(device)
-        if images.dtype == torch.uint8:
-            images = images.float().div(127.5).sub(1)
-        f, y = extractor(images.float())
+        f, y = extractor(to_unit_range(images if images.dtype == torch.uint8 else to_pixels(images)))
         features.append(f.float())
         logits.append(y.float())
     return torch.cat(features), torch.cat(logits)
