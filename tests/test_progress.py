@@ -199,7 +199,7 @@ def test_ganforge_train_with_stdout_to_a_file_prints_progress_lines_while_it_run
     lines = [match for line in printed if (match := LINE.fullmatch(line))]
     assert [(int(m[1]), int(m[2]), int(m[3])) for m in lines] == [(s, 200, s // 2) for s in (50, 100, 150, 200)]
     assert all(m[5].startswith("loss/d ") for m in lines)  # logged every 50 generator steps, as the lines come
-    assert ["metrics/fid" in m[5] for m in lines] == [False, False, True, True]  # the evaluation at 100 comes after
+    assert ["metrics/fid" in m[5] for m in lines] == [False, True, True, True]  # the line at 100 shows its evaluation
     assert printed[-2] == "stopped: max_gen_steps=200 reached"
     assert printed[-1].startswith("done: run | gen_step 200 | metrics/fid ") and printed[-1].endswith(
         " | run/metrics.json"
