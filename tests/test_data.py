@@ -24,7 +24,7 @@ from ganforge.data import (
 )
 from ganforge.data.sampling import ResumableShuffleSampler
 from ganforge.data.sources import Split, first_available, idx_gz_split, read_idx_gz
-from ganforge.errors import DatasetNotFoundError, GanforgeError
+from ganforge.errors import ConfigError, DatasetNotFoundError, GanforgeError
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -316,6 +316,24 @@ def test_fashion_mnist_resizes_to_resolution(tmp_path: Path) -> None:
     assert images.shape == (16, 1, 32, 32)
     assert images.dtype == torch.uint8
     assert torch.equal(images[:, 0, 16, 16].long(), labels)  # flat images keep their value i after resizing
+
+
+def test_fashion_mnist_pads_to_resolution_losslessly(tmp_path: Path) -> None:
+    """data.fit=pad centres the 28x28 images on a black 32x32 canvas: the centre is the dataset's pixels exactly."""
+    original = fmnist(tmp_path).load_split(train=True).images
+    padded = fmnist(tmp_path, resolution=32, fit="pad").load_split(train=True).images
+    assert padded.shape == (100, 1, 32, 32) and padded.dtype == torch.uint8
+    assert torch.equal(padded[..., 2:30, 2:30], original)
+    border = torch.ones(32, 32, dtype=torch.bool)
+    border[2:30, 2:30] = False
+    assert padded[..., border].eq(0).all()
+
+
+def test_fit_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data.fit='crop': choose data.fit=pad or data.fit=resize"):
+        fmnist(tmp_path, fit="crop")
+    with pytest.raises(ConfigError, match=r"cannot bring .* 28x28 images down to data.resolution=16; set data.fit=res"):
+        fmnist(tmp_path, resolution=16, fit="pad").load_split(train=True)
 
 
 def test_fashion_mnist_rejects_wrong_channels(tmp_path: Path) -> None:

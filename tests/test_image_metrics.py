@@ -21,7 +21,7 @@ from ganforge.errors import GanforgeError
 from ganforge.evaluate import evaluate
 from ganforge.metrics import DomainFeatures, ImageScorer, InceptionFeatures, auto_features, extract, split_features
 from ganforge.metrics.cache import cache_file, cached
-from ganforge.metrics.image_metrics import class_accuracy, split_images, split_labels
+from ganforge.metrics.image_metrics import class_accuracy, reference_scorer, split_images, split_labels
 from ganforge.sample import sample
 from ganforge.train import train
 from tests.conftest import TINY, Compose, compose_config
@@ -80,6 +80,28 @@ def test_domain_fid_grows_with_noise_on_real_images() -> None:
     fids = [score.score(*extract(extractor, [(test + s * noise).clamp(-1, 1)]))["fid"] for s in (0, 0.1, 0.3, 0.6, 1.0)]
     assert all(a < b for a, b in itertools.pairwise(fids)), fids
     assert fids[-1] > 20 * fids[0]
+
+
+def test_padded_images_score_as_the_originals_and_resized_ones_carry_their_floor() -> None:
+    """data.fit=pad: 32x32 data and the classifier's crop give the 28x28 pixels' features exactly, and no floor;
+    data.fit=resize: the protocol names the FID of the held-out split's resized real images, above the 28x28 one."""
+    native = MNIST5kDataModule(fit="pad")
+    test = native.load_split(train=False).images[:300]
+    padded = MNIST5kDataModule(resolution=32, fit="pad")
+    assert torch.equal(
+        extract(DomainFeatures("mnist", fit="pad"), [padded.load_split(train=False).images[:300]])[0],
+        extract(DomainFeatures("mnist"), [test])[0],
+    )
+    floors, options = {}, {"n": 500, "kid_subset_size": 100, "precision_recall": False}
+    for dm in (native, padded, MNIST5kDataModule(resolution=32, fit="resize")):
+        protocol = reference_scorer(dm, DomainFeatures("mnist", fit=dm.fit), "train", **options).protocol()
+        assert protocol["fit"] == dm.fit
+        floors[(dm.resolution, dm.fit)] = protocol.get("resampling_floor_fid")
+    assert floors[(28, "pad")] is None and floors[(32, "pad")] is None
+    sampling_floor = reference_scorer(native, DomainFeatures("mnist"), "train", **options).fid_of(
+        split_features(native, DomainFeatures("mnist"), "test", 500)
+    )
+    assert floors[(32, "resize")] > 2 * sampling_floor
 
 
 # --- IS, KID, precision/recall ---------------------------------------------------------------
@@ -321,7 +343,8 @@ def test_training_and_ganforge_eval_agree_on_a_runs_checkpoint(run: str, tiny_cf
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     counts = [o for o in TINY if o.startswith("metrics.")]
     from_ckpt = evaluate(compose_config("eval", [f"ckpt={ckpt}", f"out={tmp_path / 'ckpt.json'}", *counts]))
-    assert from_ckpt["metrics"] == pytest.approx(final, rel=1e-5)
+    assert from_ckpt["metrics"] == pytest.approx(final, rel=1e-5, abs=1e-8)
+    assert from_ckpt["protocol"]["fit"] == "pad" and "resampling_floor_fid" not in from_ckpt["protocol"]
 
     samples = tmp_path / "samples.npz"
     sample(compose_config("sample", [f"ckpt={ckpt}", "n=100", f"out={samples}", "seed=0", "batch_size=50"]))
@@ -329,4 +352,4 @@ def test_training_and_ganforge_eval_agree_on_a_runs_checkpoint(run: str, tiny_cf
     assert resolution == (32 if "32px" in run else 28)
     data = ["data=fashion_mnist", f"data.resolution={resolution}"]
     from_file = evaluate(compose_config("eval", [f"samples={samples}", *data, f"out={tmp_path / 'f.json'}", *counts]))
-    assert from_file["metrics"] == pytest.approx(final, rel=1e-5)
+    assert from_file["metrics"] == pytest.approx(final, rel=1e-5, abs=1e-8)

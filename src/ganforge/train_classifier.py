@@ -16,9 +16,12 @@ def train_classifier(cfg: DictConfig) -> Path:
     datamodule = instantiate(cfg.data)
     start = time.perf_counter()
     model, metadata = train_domain_classifier(
-        datamodule, epochs=cfg.epochs, seed=cfg.seed, lr=cfg.lr, batch_size=cfg.batch_size
-    )
+        datamodule, epochs=cfg.epochs, seed=cfg.seed, lr=cfg.lr, batch_size=cfg.batch_size,
+        width=cfg.width, grid=cfg.grid, augment=cfg.augmented, arch=cfg.arch,
+    )  # fmt: skip
     metadata["train_seconds"] = round(time.perf_counter() - start, 1)
+    if cfg.version is not None:
+        metadata["version"] = int(cfg.version)
     if cfg.note:
         metadata["note"] = str(cfg.note)
     out = save_classifier(model, cfg.out or user_classifier_path(metadata["domain"]), metadata)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import warnings
@@ -78,7 +79,13 @@ class GANDataModule(LightningDataModule):
     counts the batches consumed so that a checkpoint records the data position. ``resolution=None`` marks
     vector data. ``domain`` names the classifier (``ganforge.metrics.classifier``) whose features
     FID/KID/IS use on this data; datasets that share one (MNIST and its subset) share the name.
+
+    ``fit`` says how images of another size meet ``resolution``: ``resize`` (antialiased) or ``pad`` (centred on a
+    black canvas, so that 28x28 digits or garments reach a 32x32 net losslessly and the domain classifier, which
+    crops them back, sees exactly the dataset's pixels; a resize there and back costs FID by itself).
     """
+
+    fits = ("resize", "pad")
 
     name = "dataset"
     domain: str | None = None
@@ -95,8 +102,12 @@ class GANDataModule(LightningDataModule):
         download: bool = True,
         subset: int | None = None,
         subset_seed: int = 0,
+        fit: str = "resize",
     ) -> None:
         super().__init__()
+        if fit not in self.fits:
+            raise ConfigError(f"data.fit={fit!r}: choose data.fit=pad or data.fit=resize")
+        self.fit = fit
         self.data_dir = str(data_dir)
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -112,6 +123,13 @@ class GANDataModule(LightningDataModule):
 
     def load_split(self, train: bool) -> Dataset:
         raise NotImplementedError
+
+    def at_resolution(self, resolution: int) -> GANDataModule:
+        """This dataset at another resolution (unread: a copy with ``resolution`` changed), e.g. the domain
+        classifier's own, against which a resized run's resampling floor is measured."""
+        other = copy.copy(self)
+        other.resolution, other.train_set = resolution, None
+        return other
 
     @property
     def split_rule(self) -> str | None:
@@ -190,16 +208,30 @@ class GANDataModule(LightningDataModule):
         warnings.filterwarnings("ignore", message=NOT_RESUMABLE, category=PossibleUserWarning)
 
     def _to_dataset(self, split: Split) -> TensorImages:
-        """Check channels and resize to ``resolution`` once, up front."""
+        """Check channels and bring the images to ``resolution`` (as ``fit`` says) once, up front."""
         images, labels = split
         if images.shape[1] != self.channels:
             raise GanforgeError(
                 f"data.channels={self.channels}, but {self.name} images have {images.shape[1]} channel(s); "
                 f"set data.channels={images.shape[1]}"
             )
-        if images.shape[-1] != self.resolution or images.shape[-2] != self.resolution:
-            images = v2.functional.resize(images, [self.resolution, self.resolution], antialias=True)
+        if images.shape[-2:] != (self.resolution, self.resolution):
+            images = self._fit(images)
         return TensorImages(images, labels)
+
+    def _fit(self, images: torch.Tensor) -> torch.Tensor:
+        assert self.resolution is not None
+        if self.fit == "resize":
+            return v2.functional.resize(images, [self.resolution, self.resolution], antialias=True)
+        height, width = images.shape[-2:]
+        if max(height, width) > self.resolution:
+            raise ConfigError(
+                f"data.fit=pad cannot bring {self.name}'s {height}x{width} images down to data.resolution="
+                f"{self.resolution}; set data.fit=resize, or data.resolution={max(height, width)} or more"
+            )
+        top, left = (self.resolution - height) // 2, (self.resolution - width) // 2
+        padding = [left, top, self.resolution - width - left, self.resolution - height - top]
+        return v2.functional.pad(images, padding, fill=0)
 
 
 class _TorchvisionInMemory(GANDataModule):
@@ -312,6 +344,8 @@ class _PILImages(GANDataModule):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if self.fit != "resize":
+            raise ConfigError(f"data.fit={self.fit}: image files are resized and centre-cropped; set data.fit=resize")
         if self.channels not in (1, 3):
             raise ConfigError(
                 f"data.channels={self.channels}, but image files are read as grey (1 channel) or colour "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kornia
 import torch
@@ -116,6 +116,8 @@ class PairedDataModule(GANDataModule):
         self.edge_thresholds = (float(edge_thresholds[0]), float(edge_thresholds[1]))
         self.name = f"{base.name} {task}"
         self.domain = base.domain
+        if self.fit != base.fit:
+            raise ConfigError(f"data.fit={self.fit} differs from data.base.fit={base.fit}; set them alike")
         expected = self.source_shape_for(task)
         given = (source_channels, source_resolution)
         if given != expected:
@@ -161,6 +163,11 @@ class PairedDataModule(GANDataModule):
         }
         sources = cached(self.cache_dir, key, lambda: self.make_sources(images, train))
         return PairedImages(targets.images, targets.labels, sources)
+
+    def at_resolution(self, resolution: int) -> PairedDataModule:
+        other = cast(PairedDataModule, super().at_resolution(resolution))
+        other.base, other._splits = self.base.at_resolution(resolution), {}
+        return other
 
     def load_split(self, train: bool) -> PairedImages:
         if train not in self._splits:  # the sources are computed once per split

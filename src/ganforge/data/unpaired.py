@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from PIL import Image
@@ -83,6 +83,9 @@ class UnpairedDataModule(GANDataModule):
                 f"data: domains A and B and the config must agree on channels and resolution; got {sorted(shapes)} "
                 f"and data.channels={self.channels} data.resolution={self.resolution}"
             )
+        fits = {self.fit, self.base_a.fit, self.base_b.fit}
+        if len(fits) > 1:
+            raise ConfigError(f"data: domains A and B and the config must agree on fit; got {sorted(fits)}")
         self.source_channels, self.source_resolution = source_channels, source_resolution
         self.name = f"{self.base_a.name} {self.classes_a or 'all'} <-> {self.base_b.name} {self.classes_b or 'all'}"
         self.domain = self.base_b.domain  # outputs of A -> B are scored as B images
@@ -101,6 +104,12 @@ class UnpairedDataModule(GANDataModule):
             b = of_classes(splits[1], self.classes_b, "classes_b")  # type: ignore[arg-type]
             self._domains[train] = a, b
         return self._domains[train]
+
+    def at_resolution(self, resolution: int) -> UnpairedDataModule:
+        other = cast(UnpairedDataModule, super().at_resolution(resolution))
+        other.base_a, other.base_b = self.base_a.at_resolution(resolution), self.base_b.at_resolution(resolution)
+        other._domains = {}
+        return other
 
     def load_split(self, train: bool) -> PairedImages:
         a, b = self.domains(train)

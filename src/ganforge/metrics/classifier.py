@@ -14,14 +14,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import kornia
 import torch
 from torch import Tensor, nn
 
 from ganforge.data.datamodules import GANDataModule, TensorImages
 from ganforge.errors import ClassifierError
 
-#: Weights shipped with the package, used when the user cache has none.
+#: Weights shipped with the package (``<domain>_v<version>.pt``), used when the user cache has none.
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
+#: The versions shipped; the last is the default. v1: global pooling, trained on the images as they are (every
+#: domain number published before v2); v2: features pooled on a 2x2 grid, trained on softened, noised and shifted
+#: images (benchmarks/disturbances.py chose it). ``metrics.features.version=1`` reproduces v1's numbers.
+VERSIONS = (1, 2)
 #: The data config that trains a domain's classifier where it differs from the domain (MNIST: the offline subset).
 TRAINING_DATA = {"mnist": "mnist_5k"}
 
@@ -34,30 +39,54 @@ def _conv_block(in_channels: int, out_channels: int) -> list[nn.Module]:
     ]
 
 
-class DomainClassifier(nn.Module):
-    """conv-BN-ReLU ×3 (32, 64, 128 channels; 2×2 max-pool after the first two) -> global average pool -> linear.
+def _dense_block(in_features: int, out_features: int) -> list[nn.Module]:
+    return [nn.Linear(in_features, out_features, bias=False), nn.BatchNorm1d(out_features), nn.ReLU(inplace=True)]
 
-    Inputs are images in [-1, 1]; the 128-d pooled activations are the penultimate features
-    (the FID/KID space). Global pooling makes the features independent of the spatial size,
-    but the input must have the ``resolution`` the classifier was trained at.
+
+class DomainClassifier(nn.Module):
+    """A small classifier of a domain's images, whose penultimate activations are the FID/KID space.
+
+    ``arch=cnn``: conv-BN-ReLU ×3 (``width``, 2·``width``, 4·``width`` channels; 2×2 max-pool after the first two)
+    -> average pool to a ``grid`` × ``grid`` map, flattened: 4·``width``·``grid``² features. ``grid=1`` (global
+    pooling, the first shipped classifier) forgets where things are; ``grid=2`` keeps which quarter of the image
+    each feature fired in. ``arch=mlp``: two fully connected BN-ReLU layers (16·``width`` and 8·``width`` units; the
+    second's activations are the features), no convolution at all: an independent second opinion on the ranking of
+    image sets (benchmarks/disturbances.py). Inputs are images in [-1, 1] at the ``resolution`` it was trained at.
     """
 
-    num_features = 128
-
-    def __init__(self, channels: int = 1, resolution: int = 28, num_classes: int = 10) -> None:
+    def __init__(
+        self,
+        channels: int = 1,
+        resolution: int = 28,
+        num_classes: int = 10,
+        width: int = 32,
+        grid: int = 1,
+        arch: str = "cnn",
+    ) -> None:
         super().__init__()
         self.channels = channels
         self.resolution = resolution
         self.num_classes = num_classes
-        self.body = nn.Sequential(
-            *_conv_block(channels, 32),
-            nn.MaxPool2d(2),
-            *_conv_block(32, 64),
-            nn.MaxPool2d(2),
-            *_conv_block(64, self.num_features),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
+        if arch == "cnn":
+            self.num_features = 4 * width * grid * grid
+            self.body = nn.Sequential(
+                *_conv_block(channels, width),
+                nn.MaxPool2d(2),
+                *_conv_block(width, 2 * width),
+                nn.MaxPool2d(2),
+                *_conv_block(2 * width, 4 * width),
+                nn.AdaptiveAvgPool2d(grid),
+                nn.Flatten(),
+            )
+        elif arch == "mlp":
+            self.num_features = 8 * width
+            self.body = nn.Sequential(
+                nn.Flatten(),
+                *_dense_block(channels * resolution * resolution, 16 * width),
+                *_dense_block(16 * width, self.num_features),
+            )
+        else:
+            raise ClassifierError(f"arch={arch!r}: the domain classifier is arch=cnn or arch=mlp")
         self.head = nn.Linear(self.num_features, num_classes)
 
     def features(self, x: Tensor) -> Tensor:
@@ -120,14 +149,44 @@ def accuracy(model: DomainClassifier, split: TensorImages, batch_size: int = 500
     return correct / len(split)
 
 
+def augmented(images: Tensor, rng: torch.Generator, max_blur: float = 1.0, max_noise: float = 0.1) -> Tensor:
+    """Training images in [-1, 1], each independently (probability ½ each) softened by a Gaussian blur of σ up to
+    ``max_blur`` px, noised by Gaussian noise of σ up to ``max_noise``, and shifted by up to 2 px (black enters).
+
+    A classifier that has seen softened and noisy garments keeps their features near the sharp ones', so that FID
+    in its features weighs what changes the content (shape, class) above a softening a person barely sees.
+    """
+    n = len(images)
+
+    def chosen() -> Tensor:
+        return (torch.rand(n, 1, 1, 1, generator=rng) < 0.5).to(images.dtype)
+
+    sigma = (torch.rand(n, generator=rng) * (max_blur - 0.1) + 0.1).unsqueeze(1).expand(n, 2)
+    x = torch.lerp(images, kornia.filters.gaussian_blur2d(images, (7, 7), sigma), chosen())
+    x = x + chosen() * torch.rand(n, 1, 1, 1, generator=rng) * max_noise * torch.randn(x.shape, generator=rng)
+    shift = torch.randint(-2, 3, (n, 2), generator=rng) * chosen().view(n, 1) * 2 / x.shape[-1]
+    grid = nn.functional.affine_grid(
+        torch.cat([torch.eye(2).expand(n, 2, 2), shift.unsqueeze(2)], dim=2), list(x.shape), align_corners=False
+    )
+    return nn.functional.grid_sample(x + 1, grid, mode="nearest", padding_mode="zeros", align_corners=False) - 1
+
+
 def train_domain_classifier(
-    datamodule: GANDataModule, epochs: int = 4, seed: int = 0, lr: float = 6e-3, batch_size: int = 128
+    datamodule: GANDataModule,
+    epochs: int = 4,
+    seed: int = 0,
+    lr: float = 6e-3,
+    batch_size: int = 128,
+    width: int = 32,
+    grid: int = 1,
+    augment: bool = False,
+    arch: str = "cnn",
 ) -> tuple[DomainClassifier, dict[str, Any]]:
     """Train on the datamodule's training split (CPU, deterministic: the same seed gives the same weights).
 
     Returns the classifier in eval mode and its training record (sizes, hyperparameters, test
     accuracy), the metadata :func:`save_classifier` stores. Adam with a cosine learning-rate
-    decay to zero; the caller's global RNG state is left untouched.
+    decay to zero, on :func:`augmented` images when ``augment``; the caller's global RNG state is left untouched.
     """
     if datamodule.domain is None:
         raise ClassifierError(
@@ -141,7 +200,7 @@ def train_domain_classifier(
     steps_per_epoch = len(train) // batch_size
     with deterministic_algorithms(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # weight initialisation
-        model = DomainClassifier(datamodule.channels, datamodule.resolution, datamodule.num_classes)
+        model = DomainClassifier(datamodule.channels, datamodule.resolution, datamodule.num_classes, width, grid, arch)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
         model.train()
@@ -149,7 +208,9 @@ def train_domain_classifier(
             order = torch.randperm(len(train), generator=rng)
             for step in range(steps_per_epoch):
                 index = order[step * batch_size : (step + 1) * batch_size]
-                loss = nn.functional.cross_entropy(model(to_unit_range(train.images[index])), train.labels[index])
+                images = to_unit_range(train.images[index])
+                images = augmented(images, rng) if augment else images
+                loss = nn.functional.cross_entropy(model(images), train.labels[index])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -164,6 +225,10 @@ def train_domain_classifier(
         "seed": seed,
         "lr": lr,
         "batch_size": batch_size,
+        "augment": augment,
+        "arch": arch,
+        "width": width,
+        "grid": grid,
         "channels": model.channels,
         "resolution": model.resolution,
         "num_classes": model.num_classes,
@@ -184,9 +249,23 @@ def _fix(domain: str) -> str:
     return f"train one with `ganforge-train-classifier data={data}` (it writes to the user cache, searched first)"
 
 
-def classifier_path(domain: str, path: str | os.PathLike[str] | None = None) -> Path:
-    """The weights file for a domain: ``path`` if given, else the user cache, else the package's copy."""
-    candidates = [Path(path)] if path is not None else [user_classifier_path(domain), PACKAGE_WEIGHTS / f"{domain}.pt"]
+def packaged_weights(domain: str, version: int | None = None) -> Path:
+    """The shipped weights of a domain's classifier, the latest version unless one is named."""
+    if version is not None and version not in VERSIONS:
+        shipped = ", ".join(map(str, VERSIONS))
+        raise ClassifierError(f"metrics.features.version={version}: ganforge ships versions {shipped} (null: latest)")
+    return PACKAGE_WEIGHTS / f"{domain}_v{version or VERSIONS[-1]}.pt"
+
+
+def classifier_path(domain: str, path: str | os.PathLike[str] | None = None, version: int | None = None) -> Path:
+    """The weights file for a domain: ``path`` if given, else the shipped ``version`` if named, else the user
+    cache, else the package's latest."""
+    if path is not None:
+        candidates = [Path(path)]
+    elif version is not None:
+        candidates = [packaged_weights(domain, version)]
+    else:
+        candidates = [user_classifier_path(domain), packaged_weights(domain)]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -213,7 +292,10 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[DomainClassifier, dic
     try:
         saved = torch.load(file, map_location="cpu", weights_only=True)
         metadata = saved["metadata"]
-        model = DomainClassifier(metadata["channels"], metadata["resolution"], metadata["num_classes"])
+        model = DomainClassifier(
+            metadata["channels"], metadata["resolution"], metadata["num_classes"],
+            metadata.get("width", 32), metadata.get("grid", 1), metadata.get("arch", "cnn"),
+        )  # fmt: skip
         model.load_state_dict(saved["state_dict"])
     except Exception as err:  # noqa: BLE001 - torch raises many types for a missing or damaged file
         domain = file.stem

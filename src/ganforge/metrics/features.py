@@ -40,9 +40,18 @@ class FeatureExtractor(nn.Module):
     num_features: int
     identity: str
     differentiable: bool = True
+    #: The input size the extractor's weights were trained at, where images of another size are brought to it as
+    #: the data reached the net (``fit``: crop a padding off, or resize); None: its own standard resizing (Inception).
+    resolution: int | None = None
+    fit: str = "resize"
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def resamples(self, resolution: int | None) -> bool:
+        """Whether images of ``resolution`` are resized away from the data's own pixels on their way in, which
+        costs FID by itself (the extractor's own input size, as Inception's 299, is part of its standard)."""
+        return None not in (resolution, self.resolution) and resolution != self.resolution and self.fit == "resize"
 
 
 class InceptionFeatures(FeatureExtractor):
@@ -89,16 +98,22 @@ class InceptionFeatures(FeatureExtractor):
 class DomainFeatures(FeatureExtractor):
     """The project's classifier of the dataset's domain (``ganforge-train-classifier``).
 
-    Features: its penultimate layer; logits: its class logits. Images at another resolution
-    (e.g. 32x32 Fashion-MNIST) are resized to the classifier's (antialiased bilinear).
+    Features: its penultimate layer; logits: its class logits. Images at another resolution (e.g. 32x32
+    Fashion-MNIST) are brought back to the classifier's as the data reached it (``fit``, the data's ``data.fit``):
+    ``pad``: their centre is cropped (lossless); ``resize``: antialiased bilinear (a round trip that costs FID).
     """
 
-    def __init__(self, domain: str | None, weights_path: str | None = None) -> None:
+    def __init__(
+        self, domain: str | None, weights_path: str | None = None, fit: str = "resize", version: int | None = None
+    ) -> None:
         super().__init__()
+        if fit not in ("pad", "resize"):
+            raise FeatureExtractorError(f"metrics.features.fit={fit!r}: choose pad or resize (the data's data.fit)")
+        self.fit = fit
         if weights_path:
             path = Path(weights_path)
         elif domain is not None:
-            path = classifier_path(domain)
+            path = classifier_path(domain, version=version)
         else:
             raise FeatureExtractorError(
                 "this dataset has no domain classifier; use metrics/features=inception (or auto), or name "
@@ -108,19 +123,32 @@ class DomainFeatures(FeatureExtractor):
         self.classifier.requires_grad_(False).eval()
         self.resolution = int(self.metadata["resolution"])
         self.num_features = self.classifier.num_features
-        self.identity = f"domain:{self.metadata.get('domain', domain)}:{file_digest(path)}"
+        shipped = f"v{self.metadata['version']}:" if self.metadata.get("version") else ""  # v1 files name none
+        self.identity = f"domain:{self.metadata.get('domain', domain)}:{shipped}{file_digest(path)}"
 
     def train(self, mode: bool = True) -> DomainFeatures:
         """Always in eval mode: it is a fixed measuring instrument."""
         return super().train(False)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if images.shape[-1] != self.resolution:
-            size = (self.resolution, self.resolution)
-            images = nn.functional.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
+        height, width = images.shape[-2:]
+        side = self.classifier.resolution
+        if (height, width) != (side, side):
+            if self.fit == "pad" and min(height, width) >= side:
+                top, left = (height - side) // 2, (width - side) // 2
+                images = images[..., top : top + side, left : left + side]
+            else:
+                images = nn.functional.interpolate(
+                    images, size=(side, side), mode="bilinear", antialias=True, align_corners=False
+                )
         return self.classifier.features_and_logits(images)
 
 
-def auto_features(domain: str | None, weights_path: str | None = None) -> FeatureExtractor:
-    """The domain classifier when the data has one, else Inception from ``weights_path`` (or a download)."""
-    return DomainFeatures(domain) if domain is not None else InceptionFeatures(weights_path)
+def auto_features(
+    domain: str | None, weights_path: str | None = None, fit: str = "resize", version: int | None = None
+) -> FeatureExtractor:
+    """The domain classifier (of ``version``) when the data has one, meeting the data as ``fit`` says, else Inception
+    from ``weights_path`` (or a download)."""
+    if domain is not None:
+        return DomainFeatures(domain, fit=fit, version=version)
+    return InceptionFeatures(weights_path)

@@ -118,6 +118,7 @@ def split_features(
         "split": split,
         "channels": datamodule.channels,
         "resolution": datamodule.resolution,
+        "fit": datamodule.fit,
         "n": n,
         "seed": seed,
         "extractor": extractor.identity,
@@ -125,6 +126,14 @@ def split_features(
     }
     images = lambda: split_images(datamodule, split, n, seed, batch_size)  # noqa: E731
     return cached(cache_dir, key, lambda: extract(extractor, images(), device)[0]).to(device)
+
+
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """The FID between two feature sets (torchmetrics' estimator)."""
+    fid = FrechetInceptionDistance(feature=PassThrough(real.shape[1]), sync_on_compute=False).to(real.device)
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    return fid.compute().item()
 
 
 class ImageScorer(nn.Module):
@@ -200,20 +209,18 @@ class ImageScorer(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             try:
-                self.fid.update(features, real=False)
                 self.kid.update(features, real=False)
                 self.inception_score.update(logits)
                 kid, kid_std = self.kid.compute()
                 inception_score, is_std = self.inception_score.compute()
                 scores = {
-                    "fid": self.fid.compute().item(),
+                    "fid": self.fid_of(features),
                     "kid": kid.item(),
                     "kid_std": kid_std.item(),
                     "is": inception_score.item(),
                     "is_std": is_std.item(),
                 }
             finally:  # generated features never outlive one evaluation
-                self.fid.reset()
                 self.kid.reset()
                 self.inception_score.reset()
         if self.precision_recall:
@@ -226,6 +233,14 @@ class ImageScorer(nn.Module):
             scores["intra_fid"] = self.intra_class_fid(features, labels)
         return scores
 
+    def fid_of(self, features: torch.Tensor) -> float:
+        """The FID of a feature set against the reference (the scorer's state is left as it was)."""
+        try:
+            self.fid.update(features, real=False)
+            return self.fid.compute().item()
+        finally:
+            self.fid.reset()
+
     def intra_class_fid(self, features: torch.Tensor, labels: torch.Tensor) -> float:
         """Mean over the classes with two or more samples on both sides of the per-class FID (Miyato &
         Koyama 2018); NaN, with a warning, when no class has (a mean over nothing is no score)."""
@@ -235,11 +250,7 @@ class ImageScorer(nn.Module):
         for k in labels.unique():
             real, fake = self.reference[reference_labels == k], features[labels == k]
             if len(real) > 1 and len(fake) > 1:
-                fid = FrechetInceptionDistance(feature=PassThrough(features.shape[1]), sync_on_compute=False)
-                fid = fid.to(features.device)
-                fid.update(real, real=True)
-                fid.update(fake, real=False)
-                fids.append(fid.compute().item())
+                fids.append(frechet_distance(real, fake))
         if not fids:
             warnings.warn(
                 f"intra-class FID is NaN: no class has two or more samples among both the {len(features)} generated "
@@ -263,15 +274,28 @@ def reference_scorer(
     **options: Any,
 ) -> ImageScorer:
     """An :class:`ImageScorer` against ``n`` real images of a split (features cached; with their labels
-    when ``labelled``, for intra-class FID), whose protocol names the reference and the extractor."""
+    when ``labelled``, for intra-class FID), whose protocol names the reference, the extractor and how the data
+    met the resolution (``fit``). Where the extractor resizes the images (``data.fit=resize`` at another resolution
+    than the classifier's), both sides are compared after a resize there and back, and the protocol also gives
+    ``resampling_floor_fid``: the FID of the other split's real images so resized against the reference at the
+    classifier's own resolution, the cost of the round trip alone, so that the number carries its floor."""
     reference = split_features(datamodule, extractor, split, n, seed, batch_size, cache_dir, device)
     labels = split_labels(datamodule, split, n, seed) if labelled else None
-    about = {
+    about: dict[str, Any] = {
         "reference": f"{datamodule.name} {split} split, seeded subset (seed {seed})",
         "resolution": datamodule.resolution,  # what both sides are compared at (the extractor may resize)
+        "fit": datamodule.fit,
         "extractor": extractor.identity,
     }
-    return ImageScorer(reference, seed=seed, reference_labels=labels, about=about, **options).to(device)
+    scorer = ImageScorer(reference, seed=seed, reference_labels=labels, about=about, **options).to(device)
+    if extractor.resamples(datamodule.resolution):
+        held_out = "test" if split == "train" else "train"
+        assert extractor.resolution is not None
+        native = datamodule.at_resolution(extractor.resolution)
+        native_reference = split_features(native, extractor, split, n, seed, batch_size, cache_dir, device)
+        round_trip = split_features(datamodule, extractor, held_out, n, seed, batch_size, cache_dir, device)
+        scorer.about["resampling_floor_fid"] = frechet_distance(native_reference, round_trip)
+    return scorer
 
 
 def score_images(
