@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from scipy.optimize import linear_sum_assignment
 
 from ganforge.config import build, build_module
-from ganforge.metrics.classifier import classifier_path, load_classifier
+from ganforge.metrics.classifier import VERSIONS, classifier_path, load_classifier, packaged_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_NETS = ["model.generator.width=8", "model.discriminator.width=8"]
@@ -172,3 +172,20 @@ def test_startup_times_help_and_the_import_of_a_command() -> None:
     help_s, import_s, slowest = (cell.strip() for cell in row.strip("|").split("|")[1:])
     assert float(help_s) > 0 and float(import_s) > 0
     assert len(slowest.split(", ")) == 6 and "torch" in {entry.split()[0] for entry in slowest.split(", ")}
+
+
+@pytest.mark.slow
+def test_disturbances_score_every_strength_in_two_spaces(tmp_path: Path) -> None:
+    """Two shipped classifiers on 500 images a side: every disturbance has its clean set and five strengths, the
+    noise's FID rises, and the spaces' rank agreement is reported."""
+    weights = [str(packaged_weights("fashion_mnist", v)) for v in VERSIONS]
+    out = run_benchmark("disturbances.py", "--n", "500", "--out", str(tmp_path), "--weights", *weights)
+    result = json.loads((tmp_path / "disturbances.json").read_text())
+    assert len(result["tables"]) == 2 and (tmp_path / "disturbances.png").stat().st_size > 10_000
+    for table in result["tables"].values():
+        assert len(table["disturbances"]) == 8 and all(len(rows) == 6 for rows in table["disturbances"].values())
+        noise = [row["fid"] for row in table["disturbances"]["gaussian noise (σ, [-1, 1] scale)"]]
+        assert noise == sorted(noise) and noise[-1] > 10 * noise[0]
+    (pair,) = result["agreement"]
+    assert -1 <= result["agreement"][pair]["kendall_tau"] <= 1
+    assert "rank agreement" in out and "| black rectangles (side, px): 4 / 6 / 8 / 10 / 12 |" in out
