@@ -21,6 +21,7 @@ from ganforge.errors import GanforgeError
 from ganforge.evaluate import evaluate
 from ganforge.metrics import DomainFeatures, ImageScorer, InceptionFeatures, auto_features, extract, split_features
 from ganforge.metrics.cache import cache_file, cached
+from ganforge.metrics.classifier import packaged_weights
 from ganforge.metrics.image_metrics import class_accuracy, reference_scorer, split_images, split_labels
 from ganforge.sample import sample
 from ganforge.train import train
@@ -323,6 +324,25 @@ def test_results_name_the_generator_that_was_scored(
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     result = evaluate(compose_config("eval", [f"ckpt={ckpt}", f"out={tmp_path / 'eval.json'}", *counts]))
     assert result["protocol"]["generated"].startswith(f"100 samples of the {kind} of {ckpt}")
+
+
+def test_a_run_continues_only_in_the_feature_space_it_was_scored_in(
+    tiny_cfg: Compose, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """metrics.features.version=null follows the user cache, then the latest shipped classifier: when that changes
+    between a run and its continuation, the continuation is refused with the version to pass, before it scores."""
+    monkeypatch.setenv("GANFORGE_CACHE_DIR", str(tmp_path / "cache"))
+    train(tiny_cfg("max_gen_steps=2"))
+    assert ":v2:" in json.loads((tmp_path / "run" / "metrics.json").read_text())["protocol"]["extractor"]
+    user_classifier = tmp_path / "cache" / "classifiers" / "fashion_mnist.pt"
+    user_classifier.parent.mkdir(parents=True)
+    user_classifier.write_bytes(packaged_weights("fashion_mnist", 1).read_bytes())
+    written = (tmp_path / "run" / "metrics.json").read_text()
+    with pytest.raises(GanforgeError, match=r"scored in domain:fashion_mnist:v2:.*continue it with the extractor it "
+                       r"used: metrics.features.version=2"):  # fmt: skip
+        train(tiny_cfg("max_gen_steps=4", "ckpt_path=last"))
+    assert (tmp_path / "run" / "metrics.json").read_text() == written
+    train(tiny_cfg("max_gen_steps=4", "ckpt_path=last", "metrics.features.version=2"))
 
 
 #: Tiny runs at the data's 28x28 (DCGAN, tanh output) and at 32x32 (StyleGAN2, whose output is linear).

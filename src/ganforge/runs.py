@@ -149,6 +149,10 @@ MAY_CHANGE = (
     "logger",
     "callbacks",
     "metrics.every_n_gen_steps",
+    # Which classifier file: the image-metrics callback compares the extractor's identity (its weights' digest)
+    # with the one the checkpoint's evaluations were scored in, which says more than these settings.
+    "metrics.features.version",
+    "metrics.features.weights_path",
     "metrics.batch_size",
     "metrics.cache_dir",
     "trainer.accelerator",

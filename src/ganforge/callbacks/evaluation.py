@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from ganforge.callbacks.sample_grid import log_image
 from ganforge.callbacks.schedule import EveryNGenSteps, datamodule_with
 from ganforge.distributed import broadcast_buffers, gather_shards
+from ganforge.errors import ConfigError
 from ganforge.generation import class_major_labels, generate_batches
 from ganforge.metrics.features import FeatureExtractor
 from ganforge.metrics.image_metrics import ImageScorer, reference_scorer, score_images
@@ -140,6 +141,23 @@ class ImageMetrics(EveryNGenSteps):
             datamodule, self.features, self.reference_split, self.n_real, self.seed, self.batch_size,
             self.cache_dir, pl_module.device, labelled=pl_module.num_classes is not None, **self.scorer_options,
         )  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        """The extractor the run's evaluations were scored in: a continuation must score in the same space."""
+        return {"extractor": self.features.identity}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Refuse to continue a run in another feature space than its evaluations so far (``metrics.features.version
+        =null`` takes the latest shipped classifier, or the user cache's, which can change between two sessions)."""
+        saved = state_dict.get("extractor")
+        if saved is not None and saved != self.features.identity:
+            parts = saved.split(":")
+            version = parts[2] if parts[0] == "domain" and len(parts) == 4 else "v1" if parts[0] == "domain" else None
+            fix = f"metrics.features.version={version[1:]}" if version else "metrics.features.weights_path=<its file>"
+            raise ConfigError(
+                f"this run's image metrics were scored in {saved}, and would now be scored in "
+                f"{self.features.identity}; continue it with the extractor it used: {fix}"
+            )
 
     def run(self, trainer: Trainer, pl_module: GANModule) -> None:
         assert self.scorer is not None, "setup() builds the scorer"
