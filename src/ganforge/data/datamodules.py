@@ -80,9 +80,10 @@ class GANDataModule(LightningDataModule):
     vector data. ``domain`` names the classifier (``ganforge.metrics.classifier``) whose features
     FID/KID/IS use on this data; datasets that share one (MNIST and its subset) share the name.
 
-    ``fit`` says how images of another size meet ``resolution``: ``resize`` (antialiased) or ``pad`` (centred on a
-    black canvas, so that 28x28 digits or garments reach a 32x32 net losslessly and the domain classifier, which
-    crops them back, sees exactly the dataset's pixels; a resize there and back costs FID by itself).
+    ``fit`` says how images of another size meet ``resolution``: ``resize`` (antialiased) or ``pad``: centred on a
+    black canvas where the net is larger, so that 28x28 digits or garments reach a 32x32 net losslessly and the
+    domain classifier, which crops them back, sees exactly the dataset's pixels (a resize there and back costs FID
+    by itself); resized where it is smaller, as there is no lossless way down.
     """
 
     fits = ("resize", "pad")
@@ -221,14 +222,9 @@ class GANDataModule(LightningDataModule):
 
     def _fit(self, images: torch.Tensor) -> torch.Tensor:
         assert self.resolution is not None
-        if self.fit == "resize":
-            return v2.functional.resize(images, [self.resolution, self.resolution], antialias=True)
         height, width = images.shape[-2:]
-        if max(height, width) > self.resolution:
-            raise ConfigError(
-                f"data.fit=pad cannot bring {self.name}'s {height}x{width} images down to data.resolution="
-                f"{self.resolution}; set data.fit=resize, or data.resolution={max(height, width)} or more"
-            )
+        if self.fit == "resize" or max(height, width) > self.resolution:  # no lossless way down
+            return v2.functional.resize(images, [self.resolution, self.resolution], antialias=True)
         top, left = (self.resolution - height) // 2, (self.resolution - width) // 2
         padding = [left, top, self.resolution - width - left, self.resolution - height - top]
         return v2.functional.pad(images, padding, fill=0)

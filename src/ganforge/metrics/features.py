@@ -51,7 +51,9 @@ class FeatureExtractor(nn.Module):
     def resamples(self, resolution: int | None) -> bool:
         """Whether images of ``resolution`` are resized away from the data's own pixels on their way in, which
         costs FID by itself (the extractor's own input size, as Inception's 299, is part of its standard)."""
-        return None not in (resolution, self.resolution) and resolution != self.resolution and self.fit == "resize"
+        if resolution is None or self.resolution is None or resolution == self.resolution:
+            return False
+        return self.fit == "resize" or resolution < self.resolution  # pad only reaches up
 
 
 class InceptionFeatures(FeatureExtractor):
