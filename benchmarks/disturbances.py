@@ -77,7 +77,7 @@ class Pool:
         return self.images[: self.n], self.labels[: self.n]
 
     def of_classes(self, kept: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-        """``n`` distinct images of the kept classes, in the test split's class proportions."""
+        """``n`` distinct images of the kept classes, drawn at random from the pool (about as many of each)."""
         index = torch.nonzero(torch.isin(self.labels, kept)).squeeze(1)
         return self.images[index[torch.randperm(len(index), generator=rng)[: self.n]]]
 
@@ -305,7 +305,6 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.01, help="precision/recall steps back allowed")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "disturbances")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     reference, pool = load(args.n, args.seed)
     tables = {}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -151,9 +151,11 @@ class ImageMetrics(EveryNGenSteps):
         =null`` takes the latest shipped classifier, or the user cache's, which can change between two sessions)."""
         saved = state_dict.get("extractor")
         if saved is not None and saved != self.features.identity:
-            parts = saved.split(":")
-            version = parts[2] if parts[0] == "domain" and len(parts) == 4 else "v1" if parts[0] == "domain" else None
-            fix = f"metrics.features.version={version[1:]}" if version else "metrics.features.weights_path=<its file>"
+            kind, *rest = saved.split(":")  # domain:<domain>[:v<N>]:<digest>, or another extractor's id
+            if kind != "domain":
+                fix = "metrics.features.weights_path=<its file>"
+            else:  # v1 files name no version
+                fix = f"metrics.features.version={rest[1][1:] if len(rest) == 3 else 1}"
             raise ConfigError(
                 f"this run's image metrics were scored in {saved}, and would now be scored in "
                 f"{self.features.identity}; continue it with the extractor it used: {fix}"

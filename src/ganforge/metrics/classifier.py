@@ -23,9 +23,9 @@ from ganforge.errors import ClassifierError
 
 #: Weights shipped with the package (``<domain>_v<version>.pt``), used when the user cache has none.
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
-#: The versions shipped; the last is the default. v1: global pooling, trained on the images as they are (every
-#: domain number published before v2); v2: features pooled on a 2x2 grid, trained on softened, noised and shifted
-#: images (benchmarks/disturbances.py chose it). ``metrics.features.version=1`` reproduces v1's numbers.
+#: The versions shipped; the last is the default. Both are the same CNN (``grid=1``): v1 trained on the images as
+#: they are (every domain number published before v2), v2 on softened, noised and shifted ones (``augmented``;
+#: benchmarks/disturbances.py chose it). ``metrics.features.version=1`` reproduces v1's numbers.
 VERSIONS = (1, 2)
 #: The data config that trains a domain's classifier where it differs from the domain (MNIST: the offline subset).
 TRAINING_DATA = {"mnist": "mnist_5k"}
@@ -48,7 +48,7 @@ class DomainClassifier(nn.Module):
 
     ``arch=cnn``: conv-BN-ReLU ×3 (``width``, 2·``width``, 4·``width`` channels; 2×2 max-pool after the first two)
     -> average pool to a ``grid`` × ``grid`` map, flattened: 4·``width``·``grid``² features. ``grid=1`` (global
-    pooling, the first shipped classifier) forgets where things are; ``grid=2`` keeps which quarter of the image
+    pooling, both shipped versions) forgets where things are; ``grid=2`` keeps which quarter of the image
     each feature fired in. ``arch=mlp``: two fully connected BN-ReLU layers (16·``width`` and 8·``width`` units; the
     second's activations are the features), no convolution at all: an independent second opinion on the ranking of
     image sets (benchmarks/disturbances.py). Inputs are images in [-1, 1] at the ``resolution`` it was trained at.
