@@ -11,7 +11,7 @@ default ``metrics`` protocol), so no run spends its budget on intermediate evalu
 (default: the machine's cores divided by K); every run then trains under the same conditions,
 side by side. A run may carry its own overrides in one quoted argument,
 ``"fmnist_stylegan2 data.subset=2000 augment=ada"`` (the experiment first); the whole string labels
-its row. The table (gen steps, kimg, FID, KID, IS, precision, recall, class accuracy where
+its row. The table (gen steps, kimg, FID, KID, IS, precision, recall, density, coverage, class accuracy where
 the model is conditional, PSNR / SSIM / L1 for image-to-image games, measured wall time) goes into
 ``benchmarks/RESULTS.md`` between
 markers, with the machine, date and command.
@@ -50,6 +50,8 @@ COLUMNS = (
     "is",
     "precision",
     "recall",
+    "density",
+    "coverage",
     "class_accuracy",
     "intra_fid",
 )
@@ -135,6 +137,7 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
             f"Metrics at the end of each run: {protocol['generated']} vs {protocol['reference']}; features "
             f"`{protocol['extractor']}`; KID {protocol['kid_subsets']} subsets of {protocol['kid_subset_size']}, "
             f"IS {protocol['is_splits']} splits, precision/recall k={protocol['pr_neighbourhood']}"
+            + (f", density/coverage k={protocol['dc_neighbourhood']}" if protocol.get("dc_neighbourhood") else "")
             + (f"; {protocol['paired']}." if "paired" in protocol else "."),
         ]
     )

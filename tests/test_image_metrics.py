@@ -1,4 +1,4 @@
-"""Image metrics: FID/KID/IS/precision-recall against references, the Inception path, the cache."""
+"""Image metrics: FID/KID/IS/precision-recall/density-coverage against references, the Inception path, the cache."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import prdc
 import pytest
 import torch
 from scipy import linalg
@@ -148,6 +149,31 @@ def test_precision_and_recall() -> None:
     far = scorer(real, precision_recall=True).score(real + 100.0, uniform_logits(600))
     assert same["precision"] == same["recall"] == 1.0
     assert far["precision"] == far["recall"] == 0.0
+
+
+@pytest.mark.parametrize("shift, scale", [(0.0, 1.0), (0.3, 1.0), (0.0, 0.3), (1.0, 2.0)])
+def test_density_and_coverage_match_the_authors_prdc(shift: float, scale: float) -> None:
+    """Against Naeem et al.'s own implementation (prdc), on sets close to, off, bunched inside and spread around
+    the real one; the real balls are computed once and reused."""
+    real = gaussian_features(700, 8, seed=0)
+    fake = gaussian_features(600, 8, seed=1, shift=shift, scale=scale)
+    reference = prdc.compute_prdc(real.numpy(), fake.numpy(), nearest_k=5)
+    score = scorer(real, precision_recall=True)
+    for _ in range(2):
+        ours = score.score(fake, uniform_logits(600))
+        assert ours["density"] == pytest.approx(reference["density"], abs=1e-9)
+        assert ours["coverage"] == pytest.approx(reference["coverage"], abs=1e-9)
+    assert score.protocol()["dc_neighbourhood"] == 5
+
+
+def test_density_is_not_fooled_by_samples_bunched_in_one_outlier_ball() -> None:
+    """The failure Naeem et al. fixed: every sample on one real outlier gets precision 1 and density about 1/k."""
+    real = torch.cat([gaussian_features(999, 8, seed=0), torch.full((1, 8), 8.0)])
+    bunched = torch.full((600, 8), 8.0) + 0.01 * torch.randn(600, 8, generator=torch.Generator().manual_seed(1))
+    scores = scorer(real, precision_recall=True).score(bunched, uniform_logits(600))
+    assert scores["precision"] == 1.0
+    assert scores["density"] == pytest.approx(1 / 5, abs=0.01)
+    assert scores["coverage"] == pytest.approx(1 / 1000)
 
 
 def test_scores_are_reproducible_release_generated_features_and_keep_the_global_rng() -> None:

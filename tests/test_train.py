@@ -116,14 +116,14 @@ def test_checkpoints_every_n_generator_steps(tiny_cfg: Compose, tmp_path: Path) 
 
 
 def test_image_metrics_are_logged_and_best_checkpoint_has_the_lowest_fid(tiny_cfg: Compose, tmp_path: Path) -> None:
-    """Evaluations every 4 generator steps (and at the end) log FID/KID/IS/precision/recall; best.ckpt
+    """Evaluations every 4 generator steps (and at the end) log FID/KID/IS/precision/recall/density/coverage; best.ckpt
     is the evaluated state with the lowest FID; metrics.json states the protocol; ganforge-eval of
     last.ckpt with the same settings reproduces the final scores."""
     train(tiny_cfg("max_gen_steps=10", "metrics.every_n_gen_steps=4"))
     run = tmp_path / "run"
     rows = [r for r in read_metrics(run) if r.get("metrics/fid")]
     assert [int(float(r["gen_step"])) for r in rows] == [4, 8, 10]
-    for key in ("fid", "kid", "kid_std", "is", "is_std", "precision", "recall"):
+    for key in ("fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "density", "coverage"):
         assert all(np.isfinite(float(r[f"metrics/{key}"])) for r in rows), key
     fids = {int(float(r["gen_step"])): float(r["metrics/fid"]) for r in rows}
     best = load_checkpoint(run / "checkpoints" / "best.ckpt")["ganforge"]["generator_steps"]

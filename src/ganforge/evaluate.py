@@ -1,4 +1,4 @@
-"""``ganforge-eval``: FID / KID / IS / precision-recall of a checkpoint, a samples file, or real data.
+"""``ganforge-eval``: FID / KID / IS / precision-recall / density-coverage of a checkpoint, samples, or real data.
 
     ganforge-eval ckpt=RUN/checkpoints/last.ckpt                      # EMA generator, the run's data
     ganforge-eval samples=samples.npz data=fashion_mnist metrics/features=domain

@@ -91,7 +91,7 @@ class ModeCoverage(EveryNGenSteps):
 class ImageMetrics(EveryNGenSteps):
     """Every ``every_n_gen_steps`` generator steps and at the end, score ``n_samples`` images of
     the (EMA) generator against ``n_real`` images of the ``reference_split``, in the space of
-    ``features``: FID, KID, IS and precision/recall (see :class:`~ganforge.metrics.ImageScorer`).
+    ``features``: FID, KID, IS, precision/recall and density/coverage (see :class:`~ganforge.metrics.ImageScorer`).
     For a conditional generator also ``intra_fid`` (mean per-class FID) and, scored by the domain
     classifier, ``class_accuracy``: how often the classifier assigns a generated image to the class
     it was generated for (classes equally often).

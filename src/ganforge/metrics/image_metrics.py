@@ -1,4 +1,5 @@
-"""FID, KID and IS (torchmetrics) and improved precision/recall (torch-fidelity) in one feature space.
+"""FID, KID and IS (torchmetrics), improved precision/recall (torch-fidelity) and density/coverage in one feature
+space.
 
 The extractor runs once per image; torchmetrics' metrics then receive features through a
 pass-through module, so all metrics share one pass and real-data features can be cached.
@@ -136,12 +137,37 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     return fid.compute().item()
 
 
+def neighbour_radii(real: torch.Tensor, k: int, batch_size: int = 2048) -> torch.Tensor:
+    """Each real point's distance to its ``k``-th nearest other real point: the radius of its k-NN ball."""
+    return torch.cat([torch.cdist(chunk, real).kthvalue(k + 1, dim=1).values for chunk in real.split(batch_size)])
+
+
+def density_coverage(
+    fake: torch.Tensor, real: torch.Tensor, radii: torch.Tensor, k: int, batch_size: int = 2048
+) -> dict[str, float]:
+    """Density and coverage (Naeem et al. 2020) from the real points' k-NN ball ``radii`` (:func:`neighbour_radii`).
+
+    Density: how many real balls hold each sample, over ``k``, averaged (about 1 for samples distributed like the
+    data, below it for samples off it, above it for samples clumped where the data is dense). Coverage: the share
+    of real balls that hold at least one sample. Written here rather than taken from the authors' ``prdc`` package
+    (the tests' reference) because prdc holds whole distance matrices in NumPy; this streams them on the features'
+    device. Unlike improved precision/recall, every ball is a real point's, so outlying or bunched samples cannot
+    widen the balls that judge them."""
+    inside, covered = 0, torch.zeros(len(real), dtype=torch.bool, device=real.device)
+    for chunk in fake.split(batch_size):
+        within = torch.cdist(chunk, real) < radii
+        inside += int(within.sum())
+        covered |= within.any(dim=0)
+    return {"density": inside / (k * len(fake)), "coverage": covered.double().mean().item()}
+
+
 class ImageScorer(nn.Module):
     """Scores generated features against a fixed set of real (reference) features.
 
     FID, KID (mean and std over ``kid_subsets`` subsets of ``kid_subset_size``), IS (mean and
     std over ``is_splits`` splits) and, optionally, improved precision and recall (Kynkäänniemi
-    et al. 2019, ``pr_neighbourhood``-th nearest neighbour balls). Random subsets come from a
+    et al. 2019, ``pr_neighbourhood``-th nearest neighbour balls) with density and coverage (Naeem et al.
+    2020, ``dc_neighbourhood``-th, the real balls computed once). Random subsets come from a
     private generator seeded with ``seed``: scores are reproducible and training's random
     stream is untouched.
     """
@@ -154,6 +180,7 @@ class ImageScorer(nn.Module):
         is_splits: int = 10,
         precision_recall: bool = True,
         pr_neighbourhood: int = 3,
+        dc_neighbourhood: int = 5,
         seed: int = 0,
         reference_labels: torch.Tensor | None = None,
         about: dict[str, Any] | None = None,
@@ -181,6 +208,8 @@ class ImageScorer(nn.Module):
         self.kid_subset_size = kid_subset_size
         self.precision_recall = precision_recall
         self.pr_neighbourhood = pr_neighbourhood
+        self.dc_neighbourhood = dc_neighbourhood
+        self._radii: torch.Tensor | None = None
         self.seed = seed
 
     def protocol(self) -> dict[str, Any]:
@@ -192,15 +221,16 @@ class ImageScorer(nn.Module):
             "kid_subset_size": self.kid_subset_size,
             "is_splits": self.inception_score.splits,
             "pr_neighbourhood": self.pr_neighbourhood if self.precision_recall else None,
+            "dc_neighbourhood": self.dc_neighbourhood if self.precision_recall else None,
         }
 
     @torch.no_grad()
     def score(
         self, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor | None = None
     ) -> dict[str, float]:
-        """``fid``, ``kid``, ``kid_std``, ``is``, ``is_std`` (and ``precision``, ``recall``; with the
-        generated samples' ``labels`` and reference labels, ``intra_fid``: the mean over classes of
-        the FID between the generated and the real images of each class)."""
+        """``fid``, ``kid``, ``kid_std``, ``is``, ``is_std`` (and ``precision``, ``recall``, ``density``,
+        ``coverage``; with the generated samples' ``labels`` and reference labels, ``intra_fid``: the mean over
+        classes of the FID between the generated and the real images of each class)."""
         if min(len(features), len(self.reference)) < self.kid_subset_size:
             raise ConfigError(
                 f"KID needs at least kid_subset_size={self.kid_subset_size} samples on each side, got "
@@ -229,6 +259,9 @@ class ImageScorer(nn.Module):
                 save_cpu_ram=True, verbose=False,
             )  # fmt: skip
             scores |= {"precision": prc["precision"], "recall": prc["recall"]}
+            if self._radii is None:
+                self._radii = neighbour_radii(self.reference, self.dc_neighbourhood)
+            scores |= density_coverage(features, self.reference, self._radii, self.dc_neighbourhood)
         if labels is not None and self.reference_labels is not None:
             scores["intra_fid"] = self.intra_class_fid(features, labels)
         return scores
