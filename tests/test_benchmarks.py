@@ -177,15 +177,30 @@ def test_startup_times_help_and_the_import_of_a_command() -> None:
 @pytest.mark.slow
 def test_disturbances_score_every_strength_in_two_spaces(tmp_path: Path) -> None:
     """Two shipped classifiers on 500 images a side: every disturbance has its clean set and five strengths, the
-    noise's FID rises, and the spaces' rank agreement is reported."""
+    noise's FID rises, every metric's own noise is measured, and the spaces' rank agreement is reported."""
     weights = [str(packaged_weights("fashion_mnist", v)) for v in VERSIONS]
     out = run_benchmark("disturbances.py", "--n", "500", "--out", str(tmp_path), "--weights", *weights)
-    result = json.loads((tmp_path / "disturbances.json").read_text())
-    assert len(result["tables"]) == 2 and (tmp_path / "disturbances.png").stat().st_size > 10_000
+    result = json.loads((tmp_path / "disturbances_fashion_mnist.json").read_text())
+    assert len(result["tables"]) == 2 and (tmp_path / "disturbances_fashion_mnist.png").stat().st_size > 10_000
     for table in result["tables"].values():
-        assert len(table["disturbances"]) == 8 and all(len(rows) == 6 for rows in table["disturbances"].values())
+        assert len(table["disturbances"]) == 9 and all(len(rows) == 6 for rows in table["disturbances"].values())
         noise = [row["fid"] for row in table["disturbances"]["gaussian noise (σ, [-1, 1] scale)"]]
         assert noise == sorted(noise) and noise[-1] > 10 * noise[0]
+        assert set(table["noise"]) == {"fid", "kid", "precision", "recall", "density", "coverage"}
+        assert all(0 < sd < 0.2 for m, sd in table["noise"].items() if m != "fid")
+        collapse = table["disturbances"]["within-class collapse (distinct per class)"]
+        assert [row["distinct"] for row in collapse][-1] == 10 and collapse[0]["distinct"] == 500
     (pair,) = result["agreement"]
     assert -1 <= result["agreement"][pair]["kendall_tau"] <= 1
     assert "rank agreement" in out and "| black rectangles (side, px): 4 / 6 / 8 / 10 / 12 |" in out
+
+
+@pytest.mark.slow
+def test_disturbances_run_on_the_mnist_digits(tmp_path: Path) -> None:
+    """--domain mnist: MNIST-5k digits against MNIST-5k digits, Fashion-MNIST mixed in; the mixture's FID rises."""
+    weights = str(packaged_weights("mnist", VERSIONS[-1]))
+    run_benchmark("disturbances.py", "--domain", "mnist", "--n", "200", "--out", str(tmp_path), "--weights", weights)
+    result = json.loads((tmp_path / "disturbances_mnist.json").read_text())
+    (table,) = result["tables"].values()
+    mixed = [row["fid"] for row in table["disturbances"]["other dataset mixed in (share)"]]
+    assert result["domain"] == "mnist" and mixed == sorted(mixed) and mixed[-1] > 10 * mixed[1]
