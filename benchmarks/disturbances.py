@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from scipy.stats import kendalltau
 from torch.nn import functional as F
+from torch_fidelity.metric_prc import prc_features_to_metric
 from torchvision.transforms.v2 import functional as TF
 
 from ganforge.data.datamodules import FashionMNISTDataModule, MNIST5kDataModule, TensorImages
@@ -48,7 +49,7 @@ from ganforge.metrics.classifier import (
     train_domain_classifier,
 )
 from ganforge.metrics.features import DomainFeatures
-from ganforge.metrics.image_metrics import ImageScorer, extract, subset_index
+from ganforge.metrics.image_metrics import ImageScorer, density_coverage, extract, neighbour_radii, subset_index
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The metrics checked, and the direction damage moves each (+1: up, -1: down).
@@ -76,10 +77,13 @@ EXTRA = ("rotation (rad)",)
 
 
 class Pool:
-    """Real images that are not in the reference: the test split first, then the rest of the training split."""
+    """Real images that are not in the reference (a seeded draw of ``n`` test images first, then the rest of the
+    training split in a seeded order), another dataset's images to mix in, and the order classes are dropped in
+    (one seeded order, so that each strength drops the classes of the one below and one or two more)."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, n: int, other: torch.Tensor) -> None:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, n: int, other: torch.Tensor, seed: int) -> None:
         self.images, self.labels, self.n, self.other = images, labels, n, other
+        self.drop_order = torch.randperm(int(labels.max()) + 1, generator=torch.Generator().manual_seed(seed))
 
     def clean(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[: self.n], self.labels[: self.n]
@@ -88,10 +92,6 @@ class Pool:
         """``n`` distinct images of the kept classes, drawn at random from the pool (about as many of each)."""
         index = torch.nonzero(torch.isin(self.labels, kept)).squeeze(1)
         return self.images[index[torch.randperm(len(index), generator=rng)[: self.n]]]
-
-
-def uniform(rng: torch.Generator, n: int, low: float, high: float) -> torch.Tensor:
-    return torch.rand(n, generator=rng) * (high - low) + low
 
 
 def noise(x: torch.Tensor, sigma: float, rng: torch.Generator) -> torch.Tensor:
@@ -158,8 +158,7 @@ def disturbed(pool: Pool, name: str, strength: float, rng: torch.Generator) -> t
         mixed[replaced] = pool.other[torch.randint(0, len(pool.other), (len(replaced),), generator=rng)]
         return mixed
     if name.startswith("classes"):
-        kept = torch.randperm(10, generator=rng)[int(strength) :]
-        return pool.of_classes(kept, rng)
+        return pool.of_classes(pool.drop_order[int(strength) :], rng)
     # within-class collapse: each image becomes one of `strength` images of its class
     collapsed = images.clone()
     for k in labels.unique():
@@ -200,42 +199,69 @@ def load(domain: str, n: int, seed: int) -> tuple[torch.Tensor, Pool]:
     reference = subset_index(len(train), n, seed)
     outside = torch.ones(len(train), dtype=torch.bool)
     outside[reference] = False
-    images = torch.cat([test.images[:n], train.images[outside]])
-    labels = torch.cat([test.labels[:n], train.labels[outside]])
-    return train.images[reference], Pool(images, labels, min(n, len(test)), mixed_in.images)
+    # A seeded draw from each split: MNIST-5k's splits are sorted by class, so their first images are one digit.
+    clean = subset_index(len(test), n, seed)
+    order = torch.randperm(int(outside.sum()), generator=torch.Generator().manual_seed(seed))
+    images = torch.cat([test.images[clean], train.images[outside][order]])
+    labels = torch.cat([test.labels[clean], train.labels[outside][order]])
+    return train.images[reference], Pool(images, labels, len(clean), mixed_in.images, seed)
+
+
+def class_spread(scorer: ImageScorer, features: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """The standard deviation over classes of each fidelity metric of one class's real images: how far precision
+    and density move with which classes a set holds, though every image is real."""
+    radii = neighbour_radii(scorer.reference, scorer.dc_neighbourhood)
+    values: dict[str, list[float]] = {m: [] for m in FIDELITY}
+    for k in labels.unique():
+        own = features[labels == k]
+        prc = prc_features_to_metric(own, scorer.reference, prc_neighborhood=scorer.pr_neighbourhood, verbose=False)
+        values["precision"].append(prc["precision"])
+        values["density"].append(density_coverage(own, scorer.reference, radii, scorer.dc_neighbourhood)["density"])
+    return {m: torch.tensor(v).std().item() for m, v in values.items()}
 
 
 def score_all(extractor: DomainFeatures, reference: torch.Tensor, pool: Pool, args: argparse.Namespace) -> dict:
     """Every metric of every disturbance at every strength (index 0: undisturbed), of the round trip, and the
-    estimators' noise: each metric's standard deviation over ``args.draws`` disjoint clean sets of the pool."""
+    estimators' noise: each metric's standard deviation over ``args.draws`` disjoint clean sets of the pool, and
+    the fidelity metrics' spread over classes."""
     batches = lambda images: images.split(500)  # noqa: E731
     ref_features, _ = extract(extractor, batches(reference))
     scorer = ImageScorer(ref_features, kid_subset_size=min(1000, len(reference)), seed=args.seed)
+    every_class = len(pool.drop_order)
 
-    def score(images: torch.Tensor) -> dict[str, float]:
+    def score(images: torch.Tensor, classes: int = every_class) -> dict[str, float]:
         distinct = len(images.flatten(1).unique(dim=0))
-        return scorer.score(*extract(extractor, batches(images))) | {"distinct": distinct}
+        return scorer.score(*extract(extractor, batches(images))) | {"distinct": distinct, "classes": classes}
 
-    clean = score(pool.clean()[0])
+    clean_images, clean_labels = pool.clean()
+    clean = score(clean_images)
     sets = min(args.draws, len(pool.images) // pool.n)
     draws = [clean] + [score(pool.images[i * pool.n : (i + 1) * pool.n]) for i in range(1, sets)]
-    table: dict[str, Any] = {"clean": clean, "round trip 28→32→28": score(round_trip(pool.clean()[0]))}
+    table: dict[str, Any] = {"clean": clean, "round trip 28→32→28": score(round_trip(clean_images))}
     table["noise"] = {m: torch.tensor([d[m] for d in draws]).std().item() for m in DIRECTIONS}
+    table["class spread"] = class_spread(scorer, extract(extractor, batches(clean_images))[0], clean_labels)
     table["disturbances"] = {}
     for index, (name, strengths) in enumerate(STRENGTHS.items()):
         rng = torch.Generator().manual_seed(args.seed * 1000 + index)
-        table["disturbances"][name] = [clean] + [score(disturbed(pool, name, s, rng)) for s in strengths]
+        dropping = name.startswith("classes")
+        table["disturbances"][name] = [clean] + [
+            score(disturbed(pool, name, s, rng), every_class - int(s) if dropping else every_class) for s in strengths
+        ]
         print(f"  {name}: FID " + " ".join(f"{row['fid']:.2f}" for row in table["disturbances"][name]), flush=True)
     return table
 
 
-def monotone(rows: list[dict], metric: str, direction: int, noise: float, sigmas: float) -> bool:
+def monotone(rows: list[dict], metric: str, direction: int, noise: float, spread: float, sigmas: float) -> bool:
     """Each step moves the damage's way, or back by no more than ``sigmas`` standard deviations of the difference
     of two estimates. A set of fewer distinct images (a collapse) is an estimate from fewer samples: its standard
-    deviation grows as one over the square root of their number."""
+    deviation grows as one over the square root of their number. A set of m of the K classes has a fidelity that
+    differs from the whole's by the classes' own ``spread``: the standard deviation of a mean of m classes drawn
+    from K, spread · sqrt((K - m) / ((K - 1) m)), zero when every class is there."""
 
     def sd(row: dict) -> float:
-        return noise * math.sqrt(rows[0]["distinct"] / row["distinct"])
+        sampling = noise * math.sqrt(rows[0]["distinct"] / row["distinct"])
+        every, kept = rows[0]["classes"], row["classes"]
+        return math.hypot(sampling, spread * math.sqrt((every - kept) / ((every - 1) * kept)))
 
     return all(
         direction * (b[metric] - a[metric]) >= -sigmas * math.hypot(sd(a), sd(b)) for a, b in itertools.pairwise(rows)
@@ -250,7 +276,10 @@ def verdicts(table: dict, sigmas: float) -> dict:
         return 1 if metric in FIDELITY and name in DIVERSITY else DIRECTIONS[metric]
 
     checks = {
-        name: {m: monotone(rows, m, direction(name, m), table["noise"][m], sigmas) for m in DIRECTIONS}
+        name: {
+            m: monotone(rows, m, direction(name, m), table["noise"][m], table["class spread"].get(m, 0.0), sigmas)
+            for m in DIRECTIONS
+        }
         for name, rows in table["disturbances"].items()
     }
     softening = table["round trip 28→32→28"]["fid"]
