@@ -249,6 +249,14 @@ def test_changed_settings_names_what_a_continued_run_must_keep() -> None:
     assert changed_settings(saved, now) == []  # a new setting that is off keeps the run's behaviour
 
 
+def test_a_run_saved_before_density_and_coverage_continues() -> None:
+    """Its config lacks metrics.scorer.dc_neighbourhood; the continuation adds the two columns from then on."""
+    now = continued()
+    saved = continued()
+    del saved["metrics"]["scorer"]["dc_neighbourhood"]
+    assert changed_settings(saved, now) == []
+
+
 def continued(*overrides: str) -> dict[str, Any]:
     """The resolved config of a tiny run, as saved in its checkpoints and as a continuation composes it."""
     return OmegaConf.to_container(compose_config("train", [*TINY, "paths.output_dir=run", *overrides]), resolve=True)

@@ -155,6 +155,9 @@ MAY_CHANGE = (
     "metrics.features.weights_path",
     "metrics.batch_size",
     "metrics.cache_dir",
+    # Density/coverage's k: runs saved before density/coverage existed lack it, and their metrics.csv gains the
+    # two columns from the continuation on; the earlier columns keep their meaning.
+    "metrics.scorer.dc_neighbourhood",
     "trainer.accelerator",
     "trainer.strategy",
     "trainer.plugins",
