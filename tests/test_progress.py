@@ -157,8 +157,9 @@ def test_without_a_terminal_the_bar_is_off_and_plain_lines_show_progress(
 def test_a_run_ends_with_a_line_naming_its_folder_final_metrics_and_metrics_json(
     tiny_cfg: Compose, tmp_path: Path, capsys: pytest.CaptureFixture[str], evaluated: bool
 ) -> None:
-    """The last line: the run folder, the generator step, the final evaluation (or, without one, the last losses)
-    and the file that keeps it, metrics.json (without image metrics: the CSV log), the same with any logger."""
+    """The last line: the run folder, the generator step, the final evaluation (FID first, the rest by name; or,
+    without one, the last losses) and the file that keeps it, metrics.json (without image metrics: the CSV log),
+    the same with any logger."""
     overrides = ["max_gen_steps=6", "metrics.every_n_gen_steps=6", *([] if evaluated else LOOP_ONLY)]
     metrics = train(tiny_cfg(*overrides))
     run = tmp_path / "run"
@@ -170,7 +171,8 @@ def test_a_run_ends_with_a_line_naming_its_folder_final_metrics_and_metrics_json
     else:
         figures, kept = {key: metrics[key] for key in ("loss/d", "loss/g")}, run / "csv" / "metrics.csv"
         assert figures["loss/d"] == pytest.approx(float(csv_rows(run)[-1]["loss/d"]))
-    shown = ", ".join(f"{key} {value:.4g}" for key, value in sorted(figures.items()))
+    headline_first = sorted(figures.items(), key=lambda item: (item[0] != "metrics/fid", item[0]))
+    shown = ", ".join(f"{key} {value:.4g}" for key, value in headline_first)
     out = capsys.readouterr().out.splitlines()
     assert out[-2:] == ["stopped: max_gen_steps=6 reached", f"done: {run} | gen_step 6 | {shown} | {kept}"]
 

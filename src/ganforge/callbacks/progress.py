@@ -248,13 +248,14 @@ def stop_reason(trainer: Trainer, pl_module: GANModule) -> str | None:
 
 
 def run_summary(output_dir: Path, gen_step: int, metrics: Mapping[str, float]) -> str:
-    """The run's last line: its folder, its generator step, its final evaluation (else its losses) and the file
-    that keeps them (``metrics.json``, ``mode_coverage.json`` or the CSV log)."""
+    """The run's last line: its folder, its generator step, its final evaluation (FID first, the rest by name; else
+    its losses) and the file that keeps them (``metrics.json``, ``mode_coverage.json`` or the CSV log)."""
     final = {k: v for k, v in metrics.items() if k.startswith(EVALUATIONS) and not k.endswith("_std")}
     final = final or {k: metrics[k] for k in ("loss/d", "loss/g") if k in metrics}
     kept = [output_dir / name for name in ("metrics.json", "mode_coverage.json", "csv/metrics.csv")]
     parts = [f"done: {_shown_path(output_dir)}", f"gen_step {gen_step}"]
-    parts += [", ".join(f"{key} {value:.4g}" for key, value in sorted(final.items()))] if final else []
+    headline_first = sorted(final.items(), key=lambda item: (not item[0].endswith("/fid"), item[0]))
+    parts += [", ".join(f"{key} {value:.4g}" for key, value in headline_first)] if final else []
     parts += [_shown_path(path) for path in kept if path.is_file()][:1]
     return " | ".join(parts)
 
