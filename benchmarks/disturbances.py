@@ -5,9 +5,9 @@ the training split (Fashion-MNIST: 10,000 a side; ``--domain mnist``: the MNIST-
 the shipped subset allows with disjoint sets), exactly as ``ganforge-eval`` scores samples: FID, KID,
 precision, recall, density and coverage. Each metric must move monotonically with strength (FID and KID up, the
 others down or flat), stepping back by no more than ``--sigmas`` standard deviations of its own noise (measured on
-``--draws`` disjoint clean sets), and visible content damage must cost more than a
-softening a person hardly sees: the 28 -> 32 -> 28 resize round trip (antialiased bilinear), which is what a
-28-pixel dataset used to go through to meet a 32-pixel net (``data.fit=resize``).
+``--draws`` disjoint clean sets), and visible content damage must cost more than a softening a person hardly sees:
+the 28 -> 32 -> 28 resize round trip (antialiased bilinear), which is what a 28-pixel dataset used to go through to
+meet a 32-pixel net (``data.fit=resize``).
 
     .venv/bin/python benchmarks/disturbances.py                          # three extractors, ~25 min on 2 cores
     .venv/bin/python benchmarks/disturbances.py --domain mnist           # MNIST's classifiers, ~5 min
@@ -18,8 +18,7 @@ opinion of another architecture and seed (an MLP without convolutions, trained o
 trained into ``<out>`` on first use, ~2 min). It reports their rank agreement (Kendall's tau over every disturbed
 set's FID) and each ordering two spaces disagree on. Writes ``<out>/disturbances_<domain>.json``,
 ``<out>/disturbances_<domain>.png`` (metric against strength, one line per disturbance, one row of panels per
-extractor) and
-prints the Markdown table of benchmarks/RESULTS.md.
+extractor) and prints the Markdown table of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
