@@ -48,7 +48,7 @@ from ganforge.metrics.classifier import (
     train_domain_classifier,
 )
 from ganforge.metrics.features import DomainFeatures
-from ganforge.metrics.image_metrics import ImageScorer, density_coverage, extract, neighbour_radii, subset_index
+from ganforge.metrics.image_metrics import ImageScorer, extract, subset_index
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The metrics checked, and the direction damage moves each (+1: up, -1: down).
@@ -209,13 +209,12 @@ def load(domain: str, n: int, seed: int) -> tuple[torch.Tensor, Pool]:
 def class_spread(scorer: ImageScorer, features: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """The standard deviation over classes of each fidelity metric of one class's real images: how far precision
     and density move with which classes a set holds, though every image is real."""
-    radii = neighbour_radii(scorer.reference, scorer.dc_neighbourhood)
     values: dict[str, list[float]] = {m: [] for m in FIDELITY}
     for k in labels.unique():
         own = features[labels == k]
         prc = prc_features_to_metric(own, scorer.reference, prc_neighborhood=scorer.pr_neighbourhood, verbose=False)
         values["precision"].append(prc["precision"])
-        values["density"].append(density_coverage(own, scorer.reference, radii, scorer.dc_neighbourhood)["density"])
+        values["density"].append(scorer.density_coverage_of(own)["density"])
     return {m: torch.tensor(v).std().item() for m, v in values.items()}
 
 

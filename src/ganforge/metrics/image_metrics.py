@@ -258,13 +258,16 @@ class ImageScorer(nn.Module):
                 features, self.reference, prc_neighborhood=self.pr_neighbourhood, prc_batch_size=10_000,
                 save_cpu_ram=True, verbose=False,
             )  # fmt: skip
-            scores |= {"precision": prc["precision"], "recall": prc["recall"]}
-            if self._radii is None:
-                self._radii = neighbour_radii(self.reference, self.dc_neighbourhood)
-            scores |= density_coverage(features, self.reference, self._radii, self.dc_neighbourhood)
+            scores |= {"precision": prc["precision"], "recall": prc["recall"]} | self.density_coverage_of(features)
         if labels is not None and self.reference_labels is not None:
             scores["intra_fid"] = self.intra_class_fid(features, labels)
         return scores
+
+    def density_coverage_of(self, features: torch.Tensor) -> dict[str, float]:
+        """Density and coverage of a feature set against the reference, whose k-NN balls are computed once."""
+        if self._radii is None:
+            self._radii = neighbour_radii(self.reference, self.dc_neighbourhood)
+        return density_coverage(features, self.reference, self._radii, self.dc_neighbourhood)
 
     def fid_of(self, features: torch.Tensor) -> float:
         """The FID of a feature set against the reference (the scorer's state is left as it was)."""
