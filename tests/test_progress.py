@@ -12,14 +12,18 @@ import re
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.loggers import CSVLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ganforge.callbacks import GANProgressBar, ProgressLog
+from ganforge.callbacks.progress import RunClock
 from ganforge.config import build, build_module
 from ganforge.runs import ContinuingCSVLogger
 from ganforge.train import train
@@ -178,6 +182,23 @@ def test_a_run_ends_with_a_line_naming_its_folder_final_metrics_and_metrics_json
 
 
 @pytest.mark.slow
+def test_the_eta_ends_at_lightnings_max_time_when_that_comes_before_the_steps() -> None:
+    """``+trainer.max_time`` (Lightning's Timer, as benchmarks/wall_time.py bounds its runs) with a step count no run
+    reaches: the ETA is the Timer's time left, not years of steps at the current pace."""
+    module = SimpleNamespace(optimizer_steps_per_gen_step=2, batches_per_gen_step=2, generator_steps=0)
+    timer = Timer(duration=timedelta(minutes=29))
+    trainer: Any = SimpleNamespace(
+        lightning_module=module, max_steps=2 * 10**9, max_epochs=-1, num_training_batches=float("inf"),
+        callbacks=[timer],
+    )  # fmt: skip
+    timer.on_train_start(trainer, module)  # type: ignore[arg-type]
+    clock = RunClock()
+    clock.start(module)  # type: ignore[arg-type]
+    clock.started = (clock.started[0] - 10.0, 0)  # 100 steps in the last 10 s: 10**9 steps would take ~3 years
+    eta = clock.eta_s(trainer, 100)
+    assert eta is not None and 29 * 60 - 5 < eta <= 29 * 60
+
+
 def test_ganforge_train_with_stdout_to_a_file_prints_progress_lines_while_it_runs(tmp_path: Path) -> None:
     """``ganforge-train > file`` with the default bar: progress lines reach the file while training runs, count
     generator steps up to max_gen_steps with the last FID once there is one, and end with why training stopped and

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import RichProgressBar, Timer
 from lightning.pytorch.callbacks.progress.rich_progress import (
     BatchesProcessedColumn,
     CustomBarColumn,
@@ -68,7 +68,7 @@ def max_gen_steps(trainer: Trainer) -> int | None:
 
 class RunClock:
     """When the run ends: its generator steps to go at the pace since training (re)started, evaluations included,
-    or the ``max_time`` budget's end if that comes first."""
+    or the end of the ``max_time`` budget (or of Lightning's own ``trainer.max_time``) if that comes first."""
 
     def __init__(self) -> None:
         self.started: tuple[float, int] = (time.time(), 0)
@@ -85,6 +85,8 @@ class RunClock:
             ends.append(max(total - step, 0) * (now - since) / (step - first))
         budgets = [c for c in _callbacks(trainer) if isinstance(c, WallClockBudget)]
         ends += [max(budget.deadline - now, 0.0) for budget in budgets]
+        timers = [c.time_remaining() for c in _callbacks(trainer) if isinstance(c, Timer)]
+        ends += [left for left in timers if left is not None]
         return min(ends, default=None)
 
 
