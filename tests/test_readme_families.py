@@ -138,16 +138,19 @@ def test_a_listed_experiment_that_does_not_exist_is_reported(raw: dict[str, Any]
 
 def test_a_figure_not_verbatim_in_its_results_section_is_reported(raw: dict[str, Any], repo: dict[str, Any]) -> None:
     data = copy.deepcopy(raw)
-    fig = family(data, "DCGAN")["headline"]["figures"][0]
-    fig["value"], fig["quote"] = "0.7903", fig["quote"].replace("0.7904", "0.7903")
+    headline = family(data, "DCGAN")["headline"]
+    fig = headline["figures"][0]
+    value = fig["value"]  # e.g. 0.793: forged as 0.794
+    forged = value[:-1] + str((int(value[-1]) + 1) % 10)
+    fig["value"], fig["quote"] = forged, fig["quote"].replace(value, forged)
     [problem] = problems_of(data, repo)
-    assert "is not verbatim in RESULTS.md's section 'Architectures at a fixed wall time'" in problem
+    assert f"is not verbatim in RESULTS.md's section '{headline['results']}'" in problem
 
-    # the value must be in its own quote, as a whole number (0.790 is not 0.7904)
+    # the value must be in its own quote, as a whole number (0.79 is not 0.793)
     data = copy.deepcopy(raw)
-    family(data, "DCGAN")["headline"]["figures"][0]["value"] = "0.790"
+    family(data, "DCGAN")["headline"]["figures"][0]["value"] = value[:-1]
     [problem] = problems_of(data, repo)
-    assert "the figure '0.790' is not in its quote" in problem
+    assert f"the figure '{value[:-1]}' is not in its quote" in problem
 
     # a row of another section does not count: pix2pix's row quoted as if it were in the wall-time section
     data = copy.deepcopy(raw)
@@ -156,9 +159,7 @@ def test_a_figure_not_verbatim_in_its_results_section_is_reported(raw: dict[str,
     assert len(found) == 2 and all("is not verbatim in RESULTS.md's section" in p for p in found)
 
     # ... and when RESULTS.md changes the figure, the table's check fails
-    results = repo["results"].replace(
-        "| R1 gamma 1 | 7,665 | 245 | **0.218** |", "| R1 gamma 1 | 7,665 | 245 | **0.2** |"
-    )
+    results = repo["results"].replace("| 6,387 | – | **1.201** |", "| 6,387 | – | **1.2** |")
     [problem] = problems_of(raw, repo, results=results)
     assert problem.startswith("StyleGAN2 (+ ADA, DiffAugment), fmnist_stylegan2 FID: the quote")
 
@@ -210,7 +211,9 @@ def test_a_link_to_a_missing_heading_is_reported(raw: dict[str, Any], repo: dict
 def test_a_hand_edited_or_stale_readme_table_is_detected(
     repo: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    edited = repo["readme"].replace("FID **0.7904**", "FID **0.5**")
+    dcgan = next(f for f in ft.load().families if f.name == "DCGAN")
+    assert dcgan.headline is not None
+    edited = repo["readme"].replace(f"FID **{dcgan.headline.figures[0].quoted.value}**", "FID **0.5**")
     assert edited != repo["readme"]
     assert ft.readme_block(edited) != ft.render(ft.load())
     # --check refuses it; the script rewrites only the block, and leaves a README that --check accepts
