@@ -181,7 +181,6 @@ def test_a_run_ends_with_a_line_naming_its_folder_final_metrics_and_metrics_json
     assert out[-2:] == ["stopped: max_gen_steps=6 reached", f"done: {run} | gen_step 6 | {shown} | {kept}"]
 
 
-@pytest.mark.slow
 def test_the_eta_ends_at_lightnings_max_time_when_that_comes_before_the_steps() -> None:
     """``+trainer.max_time`` (Lightning's Timer, as benchmarks/wall_time.py bounds its runs) with a step count no run
     reaches: the ETA is the Timer's time left, not years of steps at the current pace."""
@@ -199,6 +198,7 @@ def test_the_eta_ends_at_lightnings_max_time_when_that_comes_before_the_steps() 
     assert eta is not None and 29 * 60 - 5 < eta <= 29 * 60
 
 
+@pytest.mark.slow
 def test_ganforge_train_with_stdout_to_a_file_prints_progress_lines_while_it_runs(tmp_path: Path) -> None:
     """``ganforge-train > file`` with the default bar: progress lines reach the file while training runs, count
     generator steps up to max_gen_steps with the last FID once there is one, and end with why training stopped and
