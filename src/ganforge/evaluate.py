@@ -56,15 +56,23 @@ def _generated(cfg: DictConfig, device: torch.device) -> Scored:
     m = cfg.metrics
     if sum(bool(x) for x in (cfg.ckpt, cfg.samples, cfg.floor)) != 1:
         raise GanforgeError("give exactly one of ckpt=PATH, samples=PATH.npz or floor=true")
+    truncation = cfg.get("truncation")
+    if truncation is not None and not cfg.ckpt:
+        raise GanforgeError("truncation= draws a checkpoint's latents: use it with ckpt=PATH (or drop it)")
+    if truncation is not None and not truncation > 0:
+        raise GanforgeError(f"truncation={truncation}: the threshold on |z_i| must be positive (e.g. 0.5)")
     if cfg.ckpt:
         generator, run_cfg = generator_from_checkpoint(load_checkpoint(cfg.ckpt), ema=cfg.ema)
         # What generator_from_checkpoint loaded: G itself when the run kept no EMA copy (ema_decay=null).
         kind = "EMA generator" if cfg.ema and run_cfg.get("ema_decay") is not None else "generator"
-        what = f"{m.n_samples} samples of the {kind} of {cfg.ckpt} (latent seed {m.seed})"
+        truncated = "" if truncation is None else f", every |z_i| resampled below {truncation}"
+        what = f"{m.n_samples} samples of the {kind} of {cfg.ckpt} (latent seed {m.seed}{truncated})"
         data = cfg.get("data") or run_cfg.data
         num_classes = getattr(generator, "num_classes", None)
         gen_labels = class_major_labels(m.n_samples, num_classes) if num_classes else None
-        batches = generate_batches(generator.to(device), m.n_samples, m.seed, m.batch_size, labels=gen_labels)
+        batches = generate_batches(
+            generator.to(device), m.n_samples, m.seed, m.batch_size, labels=gen_labels, truncation=truncation
+        )
         return batches, m.n_samples, what, data, lambda: gen_labels
     if not cfg.get("data"):
         raise GanforgeError("name the reference data: data=fashion_mnist (or another data config)")

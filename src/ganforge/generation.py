@@ -57,6 +57,7 @@ def generate_batches(
     labels: torch.Tensor | None = None,
     rank: int = 0,
     world_size: int = 1,
+    truncation: float | None = None,
 ) -> Iterator[torch.Tensor]:
     """``n`` samples of ``generator`` (float32, on ``device``) in batches of ``batch_size``.
 
@@ -67,6 +68,8 @@ def generate_batches(
     The latents do not depend on the labels. A generator whose output is below its ``resolution``
     (a Progressive GAN before its last stage) is brought to it by nearest-neighbour upsampling, so
     samples, grids and metrics always compare at the full resolution.
+
+    With ``truncation``, latents come from :func:`truncated_normal` (BigGAN's truncation trick).
 
     With ``world_size > 1`` only this ``rank``'s share (:func:`shard_range`) of the same ``n`` samples is
     generated: the ranks' shards, concatenated in rank order, are the single-process samples.
@@ -82,7 +85,7 @@ def generate_batches(
     rng = torch.Generator().manual_seed(seed)
     latent_dim = cast(int, generator.latent_dim)
     latents = torch.cat(
-        [torch.randn(min(batch_size, n - i), latent_dim, generator=rng) for i in range(0, n, batch_size)]
+        [truncated_normal((min(batch_size, n - i), latent_dim), truncation, rng) for i in range(0, n, batch_size)]
     )
     mine = shard_range(n, rank, world_size)
     with eval_mode(generator):
@@ -92,6 +95,20 @@ def generate_batches(
             yield at_full_resolution(
                 generator(latents[start:stop].to(device), y).float(), getattr(generator, "resolution", None)
             )
+
+
+def truncated_normal(shape: tuple[int, ...], threshold: float | None, rng: torch.Generator) -> torch.Tensor:
+    """Standard normal values; with a ``threshold``, every value whose magnitude exceeds it is drawn again
+    until none does (the truncation trick as BigGAN does it: a smaller threshold trades variety for fidelity).
+    Without one, exactly ``torch.randn``'s draw, so untruncated samples are unchanged."""
+    z = torch.randn(shape, generator=rng)
+    if threshold is None:
+        return z
+    if not threshold > 0:
+        raise ValueError(f"the truncation threshold must be positive, got {threshold}")
+    while (outside := z.abs() > threshold).any():
+        z[outside] = torch.randn(int(outside.sum()), generator=rng)
+    return z
 
 
 def at_full_resolution(images: torch.Tensor, resolution: int | None) -> torch.Tensor:

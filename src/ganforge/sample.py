@@ -107,7 +107,10 @@ def sample(cfg: DictConfig) -> Path:
     labels = sample_labels(cfg.get("y"), cfg.n, num_classes, cfg.ckpt)
     n = cfg.n if labels is None else len(labels)
     truncate(generator, cfg.get("psi"), cfg.ckpt)
-    batches = generate_batches(generator, n, cfg.seed, cfg.batch_size, device, labels=labels)
+    threshold = cfg.get("truncation")
+    if threshold is not None and not threshold > 0:
+        raise ConfigError(f"truncation={threshold}: the threshold on |z_i| must be positive (e.g. 0.5); null: none")
+    batches = generate_batches(generator, n, cfg.seed, cfg.batch_size, device, labels=labels, truncation=threshold)
     samples = torch.cat([x.cpu() for x in batches])
     extra: dict[str, Any] = {} if labels is None else {"arr_1": labels.numpy()}
     out = Path(cfg.out)

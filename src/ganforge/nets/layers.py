@@ -113,26 +113,38 @@ class SelfAttention(nn.Module):
 
 
 class ConditionalBatchNorm2d(nn.Module):
-    """BatchNorm whose scale and shift are looked up per class (de Vries et al. 2017; Miyato & Koyama 2018).
+    """BatchNorm whose scale and shift depend on a condition (de Vries et al. 2017; Miyato & Koyama 2018).
 
-    With ``num_classes=None`` it is a plain affine BatchNorm. Scales start at 1 and shifts at 0,
-    so every class begins with the unconditional normalisation.
+    Two kinds of condition: class labels, with a scale and a shift looked up per class (``num_classes``,
+    SAGAN); or a vector per sample, linearly projected to the scale and the shift (``condition_dim``,
+    BigGAN: a shared class embedding concatenated with a chunk of z). With neither it is a plain affine
+    BatchNorm. Scales start at 1 and shifts at 0 (the projections around them), so every class begins
+    with the unconditional normalisation.
     """
 
-    def __init__(self, num_features: int, num_classes: int | None = None) -> None:
+    def __init__(self, num_features: int, num_classes: int | None = None, condition_dim: int | None = None) -> None:
         super().__init__()
-        self.num_classes = num_classes
-        self.norm = nn.BatchNorm2d(num_features, affine=num_classes is None)
+        if num_classes is not None and condition_dim is not None:
+            raise ValueError("a conditional BatchNorm takes labels (num_classes) or vectors (condition_dim), not both")
+        self.conditional = num_classes is not None or condition_dim is not None
+        self.norm = nn.BatchNorm2d(num_features, affine=not self.conditional)
+        self.scale: nn.Module
+        self.shift: nn.Module
         if num_classes is not None:
             self.scale = nn.Embedding(num_classes, num_features)
             self.shift = nn.Embedding(num_classes, num_features)
             nn.init.ones_(self.scale.weight)
             nn.init.zeros_(self.shift.weight)
+        elif condition_dim is not None:
+            self.scale = nn.Linear(condition_dim, num_features, bias=False)
+            self.shift = nn.Linear(condition_dim, num_features, bias=False)
+        self.projected = condition_dim is not None
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         x = self.norm(x)
-        if self.num_classes is None:
+        if not self.conditional:
             return x
-        if y is None:
-            raise ValueError("a conditional BatchNorm needs the labels y")
-        return x * self.scale(y)[:, :, None, None] + self.shift(y)[:, :, None, None]
+        if condition is None:
+            raise ValueError("a conditional BatchNorm needs its condition (the labels y, or BigGAN's vectors)")
+        scale = self.scale(condition) + (1.0 if self.projected else 0.0)
+        return x * scale[:, :, None, None] + self.shift(condition)[:, :, None, None]
