@@ -9,7 +9,15 @@ import torch
 from torch.testing import assert_close
 
 from ganforge.nets import MLPDiscriminator
-from ganforge.objectives import Hinge, LeastSquares, Minimax, NonSaturating, Objective, Wasserstein
+from ganforge.objectives import (
+    Hinge,
+    LeastSquares,
+    MaximumLikelihood,
+    Minimax,
+    NonSaturating,
+    Objective,
+    Wasserstein,
+)
 
 REAL = torch.tensor([2.0, -1.0, 0.5, 0.0])
 FAKE = torch.tensor([-3.0, 1.5, 0.0, 4.0])
@@ -162,3 +170,32 @@ def test_unclipped_wasserstein_leaves_weights_alone() -> None:
     before = [p.clone() for p in net.parameters()]
     Wasserstein(clip=None).constrain(net)
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+
+
+def test_maximum_likelihood_matches_hand_computed_values() -> None:
+    """G loss -1/2 mean exp(f): logits [0, ln 3] give -1/2 (1 + 3) / 2 = -1; D's loss is the logistic one."""
+    assert_close(MaximumLikelihood().g_loss(torch.tensor([0.0, math.log(3.0)])), torch.tensor(-1.0))
+    expected_g = -0.5 * sum(math.exp(f) for f in FAKE.tolist()) / 4
+    assert_close(MaximumLikelihood().g_loss(FAKE), torch.tensor(expected_g))
+    expected_d = (
+        sum(neg_log_sigmoid(r) for r in REAL.tolist()) / 3 + sum(neg_log_sigmoid(-f) for f in FAKE.tolist()) / 4
+    )
+    assert_close(MaximumLikelihood().d_loss(REAL, FAKE), torch.tensor(expected_d))
+    assert MaximumLikelihood.g_uses_real is False
+
+
+def test_maximum_likelihood_generator_gradient_is_exp_of_the_logit() -> None:
+    """dL_G/df = -exp(f) / (2N): ~0 where D rejects a fake (as minimax), largest where D takes it for real."""
+    logits = torch.tensor([-8.0, 0.0, math.log(3.0), 4.0], requires_grad=True)
+    (grad,) = torch.autograd.grad(MaximumLikelihood().g_loss(logits), logits)
+    assert_close(grad, torch.tensor([-math.exp(-8.0), -1.0, -3.0, -math.exp(4.0)]) / 8)
+    assert grad[0].abs() < 1e-4 and grad[3].abs() > 6.0
+
+
+def test_maximum_likelihood_computes_in_float32_and_does_not_clamp() -> None:
+    """Half-precision logits of 12 (exp overflows float16 above ~11.1) give the float32 value; a logit of 100
+    overflows float32 too, and the loss says so (inf) instead of being clamped to a finite number."""
+    loss = MaximumLikelihood().g_loss(torch.tensor([12.0, 0.0], dtype=torch.float16))
+    assert loss.dtype == torch.float32
+    assert_close(loss, torch.tensor(-0.25 * (math.exp(12.0) + 1.0)))
+    assert MaximumLikelihood().g_loss(torch.tensor([100.0, 0.0])).item() == -math.inf

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from ganforge.config import build_module, load_checkpoint
-from ganforge.objectives import LeastSquares, Wasserstein
+from ganforge.objectives import LeastSquares, MaximumLikelihood, Wasserstein
 from ganforge.penalties import R1, Drift, GradientPenalty
 from ganforge.train import train
 from tests.conftest import TINY, compose_config
 
-LOSSES = ["minimax", "nonsaturating", "hinge", "lsgan", "wgan", "wgan_gp"]
+LOSSES = ["minimax", "nonsaturating", "hinge", "lsgan", "wgan", "wgan_gp", "maximum_likelihood"]
 PENALTIES = ["gp", "gp_one_sided", "r1", "r2", "dragan", "drift"]
 
 
@@ -31,7 +31,8 @@ def test_penalties_compose_from_the_command_line(tmp_path: Path) -> None:
 
 
 def test_objective_defaults_and_overrides(tmp_path: Path) -> None:
-    """loss=wgan brings RMSprop and n_critic 5; the command line still wins; wgan_gp brings the GP."""
+    """loss=wgan brings RMSprop and n_critic 5; the command line still wins; wgan_gp brings the GP;
+    maximum_likelihood keeps the default optimizer, n_critic 1 and no penalty."""
     wgan = compose_config("train", ["loss=wgan", f"paths.output_dir={tmp_path}"])
     assert wgan.n_critic == 5 and wgan.optim.generator._target_ == "torch.optim.RMSprop"
     module = build_module(wgan)
@@ -42,6 +43,10 @@ def test_objective_defaults_and_overrides(tmp_path: Path) -> None:
     assert isinstance(gp.penalties["gp"], GradientPenalty) and gp.objective.clip is None
     lsgan = build_module(compose_config("train", ["loss=lsgan", "loss.objective.a=-1", f"paths.output_dir={tmp_path}"]))
     assert isinstance(lsgan.objective, LeastSquares) and lsgan.objective.a == -1
+    ml = compose_config("train", ["loss=maximum_likelihood", f"paths.output_dir={tmp_path}"])
+    assert ml.n_critic == 1 and ml.optim.generator._target_ == "torch.optim.Adam"
+    ml_module = build_module(ml)
+    assert isinstance(ml_module.objective, MaximumLikelihood) and not ml_module.penalties
 
 
 @pytest.mark.parametrize("loss", LOSSES)

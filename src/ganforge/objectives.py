@@ -59,6 +59,22 @@ class NonSaturating(_Logistic):
         return F.softplus(-fake_logits).mean()
 
 
+class MaximumLikelihood(_Logistic):
+    """Goodfellow (2014, "On distinguishability criteria"; NIPS 2016 tutorial, 3.2.3): G minimises
+    ``-1/2 E[exp(logit(G(z)))]``, where the logit is sigma^-1(D(G(z))).
+
+    Why it exists: for the optimal D, ``exp(logit) = p_data / p_g``, so this G cost's expected gradient is
+    that of maximum likelihood (of KL(p_data || p_g)), not of the Jensen-Shannon game. Its hazard is exp: the
+    gradient for a sample is ``-exp(logit) / (2N)``, vanishing where D rejects fakes (as minimax's does) and
+    dominated by the few fakes D takes most for real (high variance). It is computed in float32 (a float16 exp
+    overflows above a logit of ~11.1) and not clamped: a logit above ~88.7 gives an infinite loss, which the
+    training step reports as divergence instead of hiding it.
+    """
+
+    def g_loss(self, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None) -> torch.Tensor:
+        return -0.5 * torch.exp(fake_logits.float()).mean()
+
+
 class Hinge(Objective):
     """Hinge loss (Lim & Ye, 2017; Miyato et al., 2018): D margins at ±1, G raises D's score of fakes."""
 
