@@ -26,6 +26,7 @@ from tests.test_module import make_module
         ("minimax", "r2"),
         ("lsgan", None),
         ("wgan", None),
+        ("maximum_likelihood", None),
     ],
 )
 def test_bf16_mixed_trains_every_objective_with_penalties_in_float32(
