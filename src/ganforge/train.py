@@ -84,6 +84,8 @@ def _start(cfg: DictConfig) -> tuple[Trainer, GANModule, Any, str | None, list[L
     if cfg.trainer.get("enable_model_summary", True):  # ganforge's summary, in place of Lightning's
         callbacks.append(ModelSummary())
     drop_lightning_tips()
+    # Lightning's fast_dev_run counts batches; debug=fdr means one generator step, which takes n_critic batches.
+    fast_dev_run = {"fast_dev_run": module.batches_per_gen_step} if cfg.trainer.get("fast_dev_run") is True else {}
     trainer: Trainer = build(
         cfg.trainer,
         callbacks=callbacks,
@@ -91,6 +93,7 @@ def _start(cfg: DictConfig) -> tuple[Trainer, GANModule, Any, str | None, list[L
         max_steps=max_steps,
         log_every_n_steps=log_every,
         enable_model_summary=False,
+        **fast_dev_run,
     )
     if resumed is not None and _in_place(Path(resumed[0]), Path(cfg.paths.output_dir)):
         # The rows logged after the checkpoint go (they are logged again); every check has passed.
