@@ -53,6 +53,21 @@ def test_mode_collapse_scores_a_seed_and_tabulates_it(tmp_path: Path) -> None:
     assert f"| {scores['modes']:.1f} ± 0.0 |" in row and "| 1/0 |" in row
 
 
+@pytest.mark.slow
+def test_objectives_ring_scores_each_objective_and_tabulates_it(tmp_path: Path) -> None:
+    """One seed of two objectives on the ring for 20 generator steps: each one's mode coverage reaches its row."""
+    out = run_benchmark(
+        "objectives_ring.py", "--seeds", "1", "--steps", "20", "--only", "nonsaturating", "maximum_likelihood",
+        "--out", str(tmp_path), *TINY_NETS,
+    )  # fmt: skip
+    for name in ("nonsaturating", "maximum_likelihood"):
+        (result,) = tmp_path.glob(f"{name}/*/mode_coverage.json")
+        scores = json.loads(result.read_text())
+        assert scores["gen_step"] == 20
+        row = next(line for line in out.splitlines() if line.startswith(f"| `{name}` |"))
+        assert f"| {scores['modes']:.1f} ± 0.0 | {scores['high_quality']:.1f} ± 0.0 |" in row and "| 1/1 |" in row
+
+
 def test_modulated_conv_times_both_forms_on_every_layer() -> None:
     """Both forms agree on every layer (the script checks) and each layer gets a row, G's total the ratio."""
     out = run_benchmark("modulated_conv.py", "--width", "8", "--max-width", "16", "--resolution", "8",
@@ -204,3 +219,46 @@ def test_disturbances_run_on_the_mnist_digits(tmp_path: Path) -> None:
     (table,) = result["tables"].values()
     mixed = [row["fid"] for row in table["disturbances"]["other dataset mixed in (share)"]]
     assert result["domain"] == "mnist" and mixed == sorted(mixed) and mixed[-1] > 10 * mixed[1]
+
+
+@pytest.mark.slow
+def test_stacked_mnist_trains_every_pack_size_for_equal_steps_and_tabulates_the_modes(tmp_path: Path) -> None:
+    """One seed each of packs 1 and 3 for 2 generator steps (few samples scored): each run's modes, KL and confident
+    modes reach its row, at the same step."""
+    counts = ["metrics.n_samples=100", "metrics.n_real=100", "metrics.batch_size=50"]
+    out = run_benchmark(
+        "stacked_mnist.py", "--seeds", "1", "--packs", "1", "3", "--steps", "2", "--parallel", "1",
+        "--out", str(tmp_path), *TINY_NETS, *counts, "metrics.scorer.kid_subset_size=50",
+    )  # fmt: skip
+    for pack in (1, 3):
+        (result,) = tmp_path.glob(f"pack{pack}/*/metrics.json")
+        saved = json.loads(result.read_text())
+        scores = saved["metrics"]
+        assert saved["gen_step"] == 2 and saved["protocol"]["n_generated"] == 100
+        assert 1 <= scores["confident_modes"] <= scores["modes"] <= 100 and 0 <= scores["kl"] <= np.log(1000) + 1e-9
+        row = next(line for line in out.splitlines() if line.startswith(f"| {pack} |"))
+        modes, kl, confident = scores["modes"], scores["kl"], scores["confident_modes"]
+        assert row.startswith(f"| {pack} | {modes:.1f} ± 0.0 | {kl:.2f} ± 0.00 | {confident:.1f} ± 0.0 | 1 | 2 |")
+
+
+@pytest.mark.slow
+def test_truncation_scores_each_threshold_and_judges_amenability(tmp_path: Path) -> None:
+    """A 3-step fmnist_biggan scored untruncated and at two thresholds: one row per threshold, a verdict, a figure."""
+    subprocess.run(
+        [str(Path(sys.executable).with_name("ganforge-train")), "experiment=fmnist_biggan", "max_gen_steps=3",
+         "model.generator.width=4", "model.discriminator.width=4", "~callbacks.image_metrics",
+         f"paths.output_dir={tmp_path / 'run'}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    counts = ["metrics.n_samples=100", "metrics.n_real=100", "metrics.batch_size=50"]
+    out = run_benchmark(
+        "truncation.py", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--thresholds", "1", "0.25",
+        "--out", str(tmp_path / "out"), "--eval", *counts, "metrics.scorer.kid_subset_size=50",
+    )  # fmt: skip
+    record = json.loads((tmp_path / "out" / "truncation.json").read_text())
+    (curve,) = record["curves"].values()
+    assert len(curve) == 3 and curve[0]["fid"] != curve[2]["fid"]
+    rows = [line.split(" | ")[1] for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[1:] == ["none", "1", "0.25"]
+    assert re.search(r"Amenable to truncation: [01] of 1", out)
+    assert (tmp_path / "out" / "truncation.png").stat().st_size > 0

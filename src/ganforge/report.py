@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 #: Evaluation metrics where lower is better; for the others (IS, precision, HQ %, ...) higher is.
-LOWER_IS_BETTER = {"fid", "kid", "intra_fid", "reverse_kl"}
+LOWER_IS_BETTER = {"fid", "kid", "intra_fid", "reverse_kl", "kl"}
 EVALUATION_PREFIXES = ("metrics/", "mode/")
 #: The losses drawn beside the evaluation metrics (not in the table: a last batch's loss says little).
 LOSSES = ("loss/d", "loss/g")

@@ -158,6 +158,8 @@ MAY_CHANGE = (
     # Density/coverage's k: runs saved before density/coverage existed lack it, and their metrics.csv gains the
     # two columns from the continuation on; the earlier columns keep their meaning.
     "metrics.scorer.dc_neighbourhood",
+    # Stacked MNIST's confident-mode threshold: runs saved before it existed lack it (it scores nothing else).
+    "metrics.scorer.mode_confidence",
     "trainer.accelerator",
     "trainer.strategy",
     "trainer.plugins",

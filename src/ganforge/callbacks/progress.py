@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 #: ganforge.yaml) writes them to the run's ``train.log`` only; :func:`say` prints them as well.
 log = logging.getLogger("ganforge.progress")
 #: What the bar and the lines show of the logged values, where logged: the losses and the last evaluation's headline.
-SHOWN = ("loss/d", "loss/g", "metrics/fid", "mode/modes", "mode/high_quality")
+SHOWN = ("loss/d", "loss/g", "metrics/fid", "metrics/modes", "mode/modes", "mode/high_quality")
 #: The logged values that a run's last line reports (their ``*_std`` left out); the losses where none exist.
 EVALUATIONS = ("metrics/", "mode/")
 #: Lightning's stop messages: its ``max_steps`` counts D and G optimizer steps (100 for ``max_gen_steps=50``).

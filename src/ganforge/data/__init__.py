@@ -10,6 +10,7 @@ from ganforge.data.datamodules import (
     MNISTDataModule,
 )
 from ganforge.data.paired import PairedDataModule, PairedFolderDataModule
+from ganforge.data.stacked import StackedMNISTDataModule
 from ganforge.data.toy import GaussianMixtureDataModule
 from ganforge.data.unpaired import UnpairedDataModule, UnpairedFolderDataModule
 
@@ -24,6 +25,7 @@ __all__ = [
     "MNISTDataModule",
     "PairedDataModule",
     "PairedFolderDataModule",
+    "StackedMNISTDataModule",
     "UnpairedDataModule",
     "UnpairedFolderDataModule",
 ]

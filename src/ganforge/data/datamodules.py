@@ -38,30 +38,47 @@ NOT_RESUMABLE = (
 )
 
 
-class TensorImages(Dataset[Batch]):
-    """A whole split held as one uint8 tensor; a batch is one indexing op, no per-image work."""
+class IndexedImages(Dataset[Batch]):
+    """A split in memory whose batch is one indexing operation, with no per-image work: ``__getitems__`` returns the
+    whole batch (the loader passes it on: :func:`collate_prebatched`), ``labels`` holds every sample's label."""
+
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.images_at(torch.as_tensor(index)), self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> Batch:
+        index = torch.as_tensor(indices)
+        return self.images_at(index), self.labels[index]
+
+    def images_at(self, index: torch.Tensor) -> torch.Tensor:
+        """The uint8 images at ``index`` (a scalar: one image)."""
+        raise NotImplementedError
+
+    def select(self, index: torch.Tensor) -> IndexedImages:
+        """The samples at ``index``, as a dataset of the same kind."""
+        raise NotImplementedError
+
+
+class TensorImages(IndexedImages):
+    """A whole split held as one uint8 tensor."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         self.images = images
         self.labels = labels
 
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> Batch:
-        return self.images[index], self.labels[index]
-
-    def __getitems__(self, indices: list[int]) -> Batch:
-        index = torch.as_tensor(indices)
-        return self.images[index], self.labels[index]
+    def images_at(self, index: torch.Tensor) -> torch.Tensor:
+        return self.images[index]
 
     def select(self, index: torch.Tensor) -> TensorImages:
-        """The samples at ``index``, as a dataset of the same kind."""
         return TensorImages(self.images[index], self.labels[index])
 
 
 def collate_prebatched(batch: Batch) -> Batch:
-    """``TensorImages.__getitems__`` already returns a batch."""
+    """``IndexedImages.__getitems__`` already returns a batch."""
     return batch
 
 
@@ -155,7 +172,7 @@ class GANDataModule(LightningDataModule):
                 f"set data.subset between 1 and {available}, or data.subset=null for all of them"
             )
         index = torch.randperm(available, generator=torch.Generator().manual_seed(self.subset_seed))[: self.subset]
-        if isinstance(dataset, TensorImages):
+        if isinstance(dataset, IndexedImages):
             return dataset.select(index)
         return Subset(dataset, index.tolist())
 
@@ -177,8 +194,8 @@ class GANDataModule(LightningDataModule):
             world_size=world_size,
             start_batch=self.batches_consumed,
         )
-        in_memory = isinstance(self.train_set, TensorImages)
-        # The loader hands collate_fn what the dataset's __getitems__ returns (TensorImages: a Batch),
+        in_memory = isinstance(self.train_set, IndexedImages)
+        # The loader hands collate_fn what the dataset's __getitems__ returns (IndexedImages: a Batch),
         # while torch's stub says a list.
         collate = cast(Callable[[list[Any]], Any], collate_prebatched)
         return DataLoader(

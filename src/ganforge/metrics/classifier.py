@@ -29,6 +29,9 @@ PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
 VERSIONS = (1, 2)
 #: The data config that trains a domain's classifier where it differs from the domain (MNIST: the offline subset).
 TRAINING_DATA = {"mnist": "mnist_5k"}
+#: Domains whose images stack another domain's, one per channel (Stacked MNIST): that domain's classifier reads
+#: each channel (``features.StackedDigitFeatures``); they have no classifier of their own.
+STACKED_DOMAINS = {"stacked_mnist": "mnist"}
 
 
 def _conv_block(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -192,6 +195,12 @@ def train_domain_classifier(
         raise ClassifierError(
             f"{datamodule.name} has no domain classifier (its datamodule sets no `domain`); "
             "classifiers are trained for the datasets that set one (data=fashion_mnist, data=mnist, data=mnist_5k)"
+        )
+    if datamodule.domain in STACKED_DOMAINS:
+        digits = STACKED_DOMAINS[datamodule.domain]
+        raise ClassifierError(
+            f"{datamodule.name} is scored channel by channel by the {digits} classifier; train that one: "
+            f"ganforge-train-classifier data={TRAINING_DATA.get(digits, digits)}"
         )
     train, test = datamodule.load_split(train=True), datamodule.load_split(train=False)
     assert isinstance(train, TensorImages) and isinstance(test, TensorImages), "needs an in-memory image dataset"

@@ -16,8 +16,10 @@ from torch import nn
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torchmetrics.image.fid import NoTrainInceptionV3
 
+from ganforge.data.stacked import DIGITS
 from ganforge.errors import GanforgeError
-from ganforge.metrics.classifier import classifier_path, load_classifier, to_pixels
+from ganforge.metrics.classifier import STACKED_DOMAINS, classifier_path, load_classifier, to_pixels
+from ganforge.metrics.stacked_modes import triple_log_probs
 
 
 class FeatureExtractorError(GanforgeError):
@@ -112,6 +114,11 @@ class DomainFeatures(FeatureExtractor):
         if fit not in ("pad", "resize"):
             raise FeatureExtractorError(f"metrics.features.fit={fit!r}: choose pad or resize (the data's data.fit)")
         self.fit = fit
+        if domain in STACKED_DOMAINS:
+            raise FeatureExtractorError(
+                f"{domain} stacks {STACKED_DOMAINS[domain]} images, one per channel, which "
+                "metrics/features=domain cannot read: use metrics/features=auto (the default), which reads each channel"
+            )
         if weights_path:
             path = Path(weights_path)
         elif domain is not None:
@@ -146,11 +153,38 @@ class DomainFeatures(FeatureExtractor):
         return self.classifier.features_and_logits(images)
 
 
+class StackedDigitFeatures(DomainFeatures):
+    """Stacked images (Stacked MNIST's three digits as R, G, B) read channel by channel by the stacked domain's
+    classifier (MNIST's for ``stacked_mnist``).
+
+    Features: the channels' features side by side (3 x 128 for MNIST's); logits: the log-probabilities of the
+    1,000 digit triples (:func:`~ganforge.metrics.stacked_modes.triple_log_probs`), so IS is over triples and the
+    image scorer counts modes from them (:func:`~ganforge.metrics.stacked_modes.stacked_modes`).
+    """
+
+    def __init__(
+        self, domain: str, weights_path: str | None = None, fit: str = "resize", version: int | None = None
+    ) -> None:
+        super().__init__(STACKED_DOMAINS[domain], weights_path, fit, version)
+        self.num_features = DIGITS * self.classifier.num_features
+        self.identity = f"domain:{domain}:{self.identity.split(':', 2)[2]}"  # the classifier's version and digest
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n, channels, height, width = images.shape
+        if channels != DIGITS:
+            raise ValueError(f"stacked digits come as {DIGITS} channels, got images of shape {tuple(images.shape)}")
+        features, logits = super().forward(images.reshape(n * channels, 1, height, width))
+        return features.reshape(n, -1), triple_log_probs(logits.reshape(n, channels, -1))
+
+
 def auto_features(
     domain: str | None, weights_path: str | None = None, fit: str = "resize", version: int | None = None
 ) -> FeatureExtractor:
-    """The domain classifier (of ``version``) when the data has one, meeting the data as ``fit`` says, else Inception
-    from ``weights_path`` (or a download)."""
+    """The domain classifier (of ``version``) when the data has one, meeting the data as ``fit`` says (for stacked
+    domains, the classifier of what they stack, on each channel), else Inception from ``weights_path`` (or a
+    download)."""
+    if domain in STACKED_DOMAINS:
+        return StackedDigitFeatures(domain, fit=fit, version=version)
     if domain is not None:
         return DomainFeatures(domain, fit=fit, version=version)
     return InceptionFeatures(weights_path)

@@ -20,11 +20,12 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from ganforge.data.datamodules import GANDataModule, TensorImages
+from ganforge.data.datamodules import GANDataModule, IndexedImages
 from ganforge.errors import ConfigError
 from ganforge.metrics.cache import cached
 from ganforge.metrics.classifier import to_pixels, to_unit_range
-from ganforge.metrics.features import DomainFeatures, FeatureExtractor
+from ganforge.metrics.features import DomainFeatures, FeatureExtractor, StackedDigitFeatures
+from ganforge.metrics.stacked_modes import CONFIDENCE, stacked_modes
 
 
 class PassThrough(nn.Module):
@@ -83,7 +84,7 @@ def subset_index(size: int, n: int, seed: int) -> torch.Tensor:
 def split_labels(datamodule: GANDataModule, split: str, n: int, seed: int) -> torch.Tensor:
     """Class labels of the images :func:`split_images` yields for the same arguments."""
     dataset, index = _split_subset(datamodule, split, n, seed)
-    labels = dataset.labels if isinstance(dataset, TensorImages) else getattr(dataset, "targets", None)
+    labels = dataset.labels if isinstance(dataset, IndexedImages) else getattr(dataset, "targets", None)
     if labels is None:
         raise ConfigError(f"{datamodule.name} has no class labels to compare generated classes with")
     return torch.as_tensor(labels)[index]
@@ -95,8 +96,8 @@ def split_images(datamodule: GANDataModule, split: str, n: int, seed: int, batch
     A generator: the split is only read when the first batch is asked for.
     """
     dataset, index = _split_subset(datamodule, split, n, seed)
-    if isinstance(dataset, TensorImages):
-        yield from dataset.images[index].split(batch_size)
+    if isinstance(dataset, IndexedImages):
+        yield from map(dataset.images_at, index.split(batch_size))
     else:
         loader = DataLoader(Subset(dataset, index.tolist()), batch_size=batch_size, num_workers=datamodule.num_workers)
         yield from (images for images, _ in loader)
@@ -169,7 +170,9 @@ class ImageScorer(nn.Module):
     et al. 2019, ``pr_neighbourhood``-th nearest neighbour balls) with density and coverage (Naeem et al.
     2020, ``dc_neighbourhood``-th, the real balls computed once). Random subsets come from a
     private generator seeded with ``seed``: scores are reproducible and training's random
-    stream is untouched.
+    stream is untouched. With ``count_modes`` (logits of Stacked MNIST's digit triples: the stacked extractor's),
+    also its modes, KL and the modes of samples whose digits are all classified with more than ``mode_confidence``
+    (:func:`~ganforge.metrics.stacked_modes.stacked_modes`).
     """
 
     def __init__(
@@ -184,6 +187,8 @@ class ImageScorer(nn.Module):
         seed: int = 0,
         reference_labels: torch.Tensor | None = None,
         about: dict[str, Any] | None = None,
+        count_modes: bool = False,
+        mode_confidence: float = CONFIDENCE,
     ) -> None:
         super().__init__()
         dim = reference.shape[1]
@@ -211,6 +216,8 @@ class ImageScorer(nn.Module):
         self.dc_neighbourhood = dc_neighbourhood
         self._radii: torch.Tensor | None = None
         self.seed = seed
+        self.count_modes = count_modes
+        self.mode_confidence = mode_confidence
 
     def protocol(self) -> dict[str, Any]:
         """What the scores mean: ``about`` (reference, extractor) and the estimator settings."""
@@ -222,6 +229,7 @@ class ImageScorer(nn.Module):
             "is_splits": self.inception_score.splits,
             "pr_neighbourhood": self.pr_neighbourhood if self.precision_recall else None,
             "dc_neighbourhood": self.dc_neighbourhood if self.precision_recall else None,
+            **({"mode_confidence": self.mode_confidence} if self.count_modes else {}),
         }
 
     @torch.no_grad()
@@ -230,7 +238,8 @@ class ImageScorer(nn.Module):
     ) -> dict[str, float]:
         """``fid``, ``kid``, ``kid_std``, ``is``, ``is_std`` (and ``precision``, ``recall``, ``density``,
         ``coverage``; with the generated samples' ``labels`` and reference labels, ``intra_fid``: the mean over
-        classes of the FID between the generated and the real images of each class)."""
+        classes of the FID between the generated and the real images of each class; with ``count_modes``,
+        ``modes``, ``kl`` and ``confident_modes``)."""
         if min(len(features), len(self.reference)) < self.kid_subset_size:
             raise ConfigError(
                 f"KID needs at least kid_subset_size={self.kid_subset_size} samples on each side, got "
@@ -261,6 +270,8 @@ class ImageScorer(nn.Module):
             scores |= {"precision": prc["precision"], "recall": prc["recall"]} | self.density_coverage_of(features)
         if labels is not None and self.reference_labels is not None:
             scores["intra_fid"] = self.intra_class_fid(features, labels)
+        if self.count_modes:
+            scores |= stacked_modes(logits, self.mode_confidence)
         return scores
 
     def density_coverage_of(self, features: torch.Tensor) -> dict[str, float]:
@@ -314,7 +325,8 @@ def reference_scorer(
     met the resolution (``fit``). Where the extractor resizes the images (``data.fit=resize`` at another resolution
     than the classifier's), both sides are compared after a resize there and back, and the protocol also gives
     ``resampling_floor_fid``: the FID of the other split's real images so resized against the reference at the
-    classifier's own resolution, the cost of the round trip alone, so that the number carries its floor."""
+    classifier's own resolution, the cost of the round trip alone, so that the number carries its floor. With the
+    stacked extractor (Stacked MNIST), the scorer also counts modes (``count_modes``)."""
     reference = split_features(datamodule, extractor, split, n, seed, batch_size, cache_dir, device)
     labels = split_labels(datamodule, split, n, seed) if labelled else None
     about: dict[str, Any] = {
@@ -323,7 +335,12 @@ def reference_scorer(
         "fit": datamodule.fit,
         "extractor": extractor.identity,
     }
-    scorer = ImageScorer(reference, seed=seed, reference_labels=labels, about=about, **options).to(device)
+    count_modes = isinstance(extractor, StackedDigitFeatures)
+    if count_modes:
+        about["modes"] = "the 1,000 digit triples, each channel labelled by the extractor's classifier"
+    scorer = ImageScorer(
+        reference, seed=seed, reference_labels=labels, about=about, count_modes=count_modes, **options
+    ).to(device)
     if extractor.resamples(datamodule.resolution):
         held_out = "test" if split == "train" else "train"
         assert extractor.resolution is not None

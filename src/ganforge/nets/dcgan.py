@@ -91,6 +91,10 @@ class DCGANDiscriminator(nn.Module):
     ``outputs=K`` makes the last layer give K numbers per image instead of one logit: the conv encoder of the
     games that learn one (BiGAN, AAE, VAE-GAN). ``outputs=0`` keeps the trunk only, for a net that reads
     :meth:`features` alone (BiGAN's joint D), so that no parameter goes unused (DDP refuses those).
+
+    ``depth=L`` sets the number of strided convolutions (default: one per halving down to the base resolution,
+    e.g. 2 at 28x28); more keep halving past the base (28 -> 14 -> 7 -> 3), so that a narrow D can be as deep as
+    PacGAN's stacked-MNIST D (2, 4 and 8 channels: ``width=2 depth=3``). The logit reads the last map whole.
     """
 
     def __init__(
@@ -103,12 +107,21 @@ class DCGANDiscriminator(nn.Module):
         norm: str = "batch",
         outputs: int = 1,
         hidden: int = 0,
+        depth: int | None = None,
     ) -> None:
         super().__init__()
         if norm not in NORMS:
             raise ConfigError(f"model.discriminator.norm must be one of {sorted(NORMS)}, got {norm!r}")
         self.num_classes = num_classes
         base, doublings = base_resolution(resolution)
+        if depth is not None:  # each 4x4 convolution of stride 2 and padding 1 halves the side, rounding down
+            deepest = resolution.bit_length() - 1
+            if not 1 <= depth <= deepest:
+                raise ConfigError(
+                    f"model.discriminator.depth={depth}: {resolution}x{resolution} images take 1 to {deepest} strided "
+                    f"convolutions; set model.discriminator.depth between 1 and {deepest}, or null ({doublings})"
+                )
+            base, doublings = resolution >> depth, depth
         widths = [width * 2**i for i in range(doublings)]
         layers: list[nn.Module] = [
             nn.Conv2d(channels + (num_classes or 0), widths[0], 4, 2, 1),
