@@ -72,24 +72,23 @@ PUBLISHED = """| PacGAN paper: GAN | 6.3 | 98.2 | 0.45 | 17.3 | 94.8 | 0.70 | 10
 | target for experiment=ring / grid | 8.0 | ≥ 97 | ≤ 0.05 | 25.0 | ≥ 95 | ≤ 0.03 | ≥ 5 | ≤ 120 | – |"""
 
 
-def multirun(dataset: str, name: str, seeds: int, out: Path, extra: list[str]) -> subprocess.Popen:
-    sweep_dir = out / dataset / name
-    shutil.rmtree(sweep_dir, ignore_errors=True)  # a re-run replaces the row; no stale seeds mix in
-    cmd = [
-        str(Path(sys.executable).parent / "ganforge-train"),
-        "-m",
-        f"experiment={dataset}",
-        f"seed={','.join(str(s) for s in range(seeds))}",
-        *CONFIGS[name],
-        *extra,
-        "logger=csv",
-        "~callbacks.progress_bar",
-        "trainer.enable_progress_bar=false",
-        f"hydra.sweep.dir={sweep_dir}",
-    ]
-    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    log = open(out / f"{dataset}-{name}.log", "w")  # noqa: SIM115 - closed when the process ends
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+def start_multirun(overrides: list[str], sweep_dir: Path, log: Path, threads: int = 1) -> subprocess.Popen[bytes]:
+    """Start ``ganforge-train -m <overrides>`` into a fresh ``sweep_dir`` (a re-run replaces it: no stale seeds mix
+    in), CSV logs and no progress bar, ``threads`` torch threads per job, its output in ``log``. Shared by the
+    benchmarks that run one multirun per configuration (this one, objectives_ring.py, stacked_mnist.py)."""
+    shutil.rmtree(sweep_dir, ignore_errors=True)
+    cmd = [str(Path(sys.executable).parent / "ganforge-train"), "-m", *overrides, "logger=csv",
+           "~callbacks.progress_bar", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+    env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    print(" ".join(cmd), flush=True)
+    with open(log, "w") as handle:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def multirun(dataset: str, name: str, seeds: int, out: Path, extra: list[str]) -> subprocess.Popen[bytes]:
+    seed_list = ",".join(str(s) for s in range(seeds))
+    overrides = [f"experiment={dataset}", f"seed={seed_list}", *CONFIGS[name], *extra]
+    return start_multirun(overrides, out / dataset / name, out / f"{dataset}-{name}.log")
 
 
 def collect(sweep_dir: Path) -> list[dict[str, float]]:

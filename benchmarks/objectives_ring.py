@@ -22,11 +22,12 @@ import datetime
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from mode_collapse import start_multirun
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,24 +45,9 @@ OBJECTIVES: dict[str, list[str]] = {
 
 def multirun(name: str, seeds: int, steps: int, out: Path, extra: list[str]) -> subprocess.Popen[bytes]:
     """Start the multirun of one objective over ``seeds`` seeds, logging to ``<out>/<name>.log``."""
-    sweep_dir = out / name
-    shutil.rmtree(sweep_dir, ignore_errors=True)  # a re-run replaces the row; no stale seeds mix in
-    cmd = [
-        str(Path(sys.executable).parent / "ganforge-train"),
-        "-m",
-        "experiment=ring",
-        f"seed={','.join(str(s) for s in range(seeds))}",
-        f"max_gen_steps={steps}",
-        *OBJECTIVES[name],
-        *extra,
-        "logger=csv",
-        "~callbacks.progress_bar",
-        "trainer.enable_progress_bar=false",
-        f"hydra.sweep.dir={sweep_dir}",
-    ]
-    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    log = open(out / f"{name}.log", "w")  # noqa: SIM115 - closed when the process ends
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    seed_list = ",".join(str(s) for s in range(seeds))
+    overrides = ["experiment=ring", f"seed={seed_list}", f"max_gen_steps={steps}", *OBJECTIVES[name], *extra]
+    return start_multirun(overrides, out / name, out / f"{name}.log")
 
 
 def collect(sweep_dir: Path) -> tuple[list[dict[str, float]], int]:

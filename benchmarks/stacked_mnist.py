@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from mode_collapse import mean_se
+from mode_collapse import mean_se, start_multirun
 from seeded_runs import measured_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,29 +30,13 @@ EXPERIMENT = "stacked_mnist_pacgan"
 PUBLISHED = {1: ("78.5", "5.21"), 2: ("484.5", "2.61")}
 
 
-def multirun(pack: int, args: argparse.Namespace) -> subprocess.Popen:
+def multirun(pack: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
     """Start the seeds of one pack size as a Hydra multirun into ``<out>/pack<m>`` (a re-run replaces its folder)."""
-    sweep_dir = args.out / f"pack{pack}"
-    shutil.rmtree(sweep_dir, ignore_errors=True)
     steps = [f"max_gen_steps={args.steps}"] if args.steps else []
-    cmd = [
-        str(Path(sys.executable).parent / "ganforge-train"),
-        "-m",
-        f"experiment={EXPERIMENT}",
-        f"model.pack={pack}",
-        f"seed={','.join(str(s) for s in range(args.seeds))}",
-        *steps,
-        "logger=csv",
-        "~callbacks.progress_bar",
-        "trainer.enable_progress_bar=false",
-        f"hydra.sweep.dir={sweep_dir}",
-        *args.overrides,
-    ]
-    threads = str(max(1, (os.cpu_count() or 1) // args.parallel))
-    env = os.environ | {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    print(" ".join(cmd), flush=True)
-    with open(args.out / f"pack{pack}.log", "w") as log:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    seed_list = ",".join(str(s) for s in range(args.seeds))
+    overrides = [f"experiment={EXPERIMENT}", f"model.pack={pack}", f"seed={seed_list}", *steps, *args.overrides]
+    threads = max(1, (os.cpu_count() or 1) // args.parallel)
+    return start_multirun(overrides, args.out / f"pack{pack}", args.out / f"pack{pack}.log", threads)
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
