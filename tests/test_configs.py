@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from ganforge.config import CONFIG_MODULE, build_module
 from ganforge.module import GANModule
 from ganforge.nets.layers import sample_shape
+from ganforge.nets.pyramid import PyramidGenerator
 from ganforge.train import instantiate_group
 from tests.conftest import TINY, compose_config
 
@@ -35,6 +36,10 @@ PAIRED = {
     ("game", "srgan"): ["model=srgan", "data=paired_lowres4"],
     ("model", "cyclegan"): ["game=cyclegan", "data=unpaired_sneaker_boot"],
     ("game", "cyclegan"): ["model=cyclegan", "data=unpaired_sneaker_boot"],
+    ("model", "lapgan"): ["game=pyramid"],
+    ("game", "pyramid"): ["model=lapgan"],
+    ("model", "singan"): ["game=pyramid", "data=single_image", "data.max_side=40"],
+    ("data", "single_image"): ["model=singan", "game=pyramid", "data.max_side=40"],
 }
 OPTIONS = [
     (group, p.name.removesuffix(".yaml"))
@@ -77,7 +82,10 @@ def test_option_composes_and_instantiates(
     else:
         labels = torch.tensor([0, 1])  # class labels, which conditional models read
         fake = module.generator(torch.randn(2, module.latent_dim), module.game.condition(module, labels))
-    assert fake.shape == (2, *sample_shape(cfg.data.channels, cfg.data.resolution))
+    shape = sample_shape(cfg.data.channels, cfg.data.resolution)
+    if isinstance(module.generator, PyramidGenerator):  # SinGAN's keeps the photo's aspect ratio
+        shape = (cfg.data.channels, *module.generator.pyramid.sizes[-1])
+    assert fake.shape == (2, *shape)
     y = module.game.condition(module, labels)
     played = module.game.play(module, fake.detach(), labels)  # what D judges: images, codes or pairs
     real_logits, fake_logits = module.discriminator(played.real, y), module.discriminator(played.fake, y)

@@ -41,6 +41,13 @@ def classes_if(conditional: bool, num_classes: int | None) -> int | None:
     return num_classes if conditional else None
 
 
+def image_size(path: str, max_side: int) -> list[int]:
+    """:func:`ganforge.data.single.image_size`: [h, w] of a single training image (SinGAN)."""
+    from ganforge.data.single import image_size as size
+
+    return size(path, max_side)
+
+
 def task_name(*, _root_: DictConfig) -> str:
     """:func:`ganforge.runs.task_name`."""
     from ganforge import runs
@@ -83,6 +90,7 @@ RESOLVERS: dict[str, Callable[..., Any]] = {
     "mul": lambda a, b: a * b,
     "floordiv": lambda a, b: a // b,
     "classes_if": classes_if,
+    "image_size": image_size,
     "sweep_group": sweep_group,
     "sweep_tags": sweep_tags,
     "run_name": run_name,

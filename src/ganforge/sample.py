@@ -16,10 +16,12 @@ from omegaconf import DictConfig
 from torchvision.utils import save_image
 
 from ganforge.config import generator_from_checkpoint, load_checkpoint
+from ganforge.data.single import read_image
 from ganforge.errors import ConfigError
 from ganforge.games.infogan import CodedGenerator, WithCodes, traversal_latents
 from ganforge.generation import class_major_labels, eval_mode, generate_batches, resolve_device, samples_per_class
 from ganforge.metrics.classifier import to_pixels
+from ganforge.nets.pyramid import PyramidGenerator, PyramidSampler
 from ganforge.plots import scatter_png
 
 
@@ -58,6 +60,23 @@ def truncate(generator: torch.nn.Module, psi: float | None, ckpt: str) -> None:
     if not 0 <= psi <= 1:
         raise ConfigError(f"psi={psi}: the truncation psi lies in [0, 1] (1: no truncation, 0: the average image)")
     cast(Any, generator).truncation_psi = float(psi)
+
+
+def pyramid_sampler(cfg: DictConfig, generator: torch.nn.Module) -> torch.nn.Module:
+    """SinGAN's uses of a pyramid generator: ``size=[h,w]``, ``start_scale=n``, ``inject=image`` (else the
+    generator as it is)."""
+    size, start, inject = cfg.get("size"), cfg.get("start_scale"), cfg.get("inject")
+    if size is None and start is None and inject is None:
+        return generator
+    if not isinstance(generator, PyramidGenerator):
+        raise ConfigError(
+            f"size=, start_scale= and inject= need a pyramid of generators (model=singan or model=lapgan), but "
+            f"{cfg.ckpt!r} holds a {type(generator).__name__}; drop them"
+        )
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise ConfigError(f"size={list(size)}: give the output's [height, width] in pixels")
+    image = read_image(inject, generator.channels) if inject is not None else None
+    return PyramidSampler(generator, size, start or 0, image).to(next(generator.parameters()).device)
 
 
 def coded(generator: torch.nn.Module, option: str, ckpt: str) -> CodedGenerator:
@@ -103,6 +122,7 @@ def sample(cfg: DictConfig) -> Path:
         return traverse(cfg, generator, device)
     if cfg.get("code") is not None:
         generator = WithCodes(coded(generator, "code=", cfg.ckpt), list(cfg.code))
+    generator = pyramid_sampler(cfg, generator)
     num_classes = getattr(generator, "num_classes", None)
     labels = sample_labels(cfg.get("y"), cfg.n, num_classes, cfg.ckpt)
     n = cfg.n if labels is None else len(labels)

@@ -10,6 +10,7 @@ from ganforge.data.datamodules import (
     MNISTDataModule,
 )
 from ganforge.data.paired import PairedDataModule, PairedFolderDataModule
+from ganforge.data.single import SingleImageDataModule
 from ganforge.data.stacked import StackedMNISTDataModule
 from ganforge.data.toy import GaussianMixtureDataModule
 from ganforge.data.unpaired import UnpairedDataModule, UnpairedFolderDataModule
@@ -25,6 +26,7 @@ __all__ = [
     "MNISTDataModule",
     "PairedDataModule",
     "PairedFolderDataModule",
+    "SingleImageDataModule",
     "StackedMNISTDataModule",
     "UnpairedDataModule",
     "UnpairedFolderDataModule",

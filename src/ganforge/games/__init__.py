@@ -67,6 +67,9 @@ class Game(nn.Module):
     #: D takes part. False for a baseline trained by its own terms alone (the VAE): no D step is run and G's
     #: loss has no adversarial part, so the baseline pays for no D at equal wall time.
     adversarial: bool = True
+    #: The game's option in the ``game`` config group; nets that only one game can play name it in their
+    #: ``required_game`` (a pyramid of generators: ``pyramid``), and the others refuse them.
+    option: str | None = None
 
     def critic_steps(self, n_critic: int) -> int:
         """D steps per G step: ``n_critic``, or none in a game without D (the loop then runs no D step and no
@@ -85,6 +88,11 @@ class Game(nn.Module):
         """Called once by the module, before its optimizers exist: build the players that depend on its nets
         (their sizes), and refuse, with the fix, what this game cannot be combined with."""
         name = type(self).__name__
+        required = getattr(gan.generator, "required_game", None)
+        if required is not None and required != self.option:
+            raise ConfigError(
+                f"model's {type(gan.generator).__name__} is played by game={required}; set game={required}"
+            )
         if not self.allows_conditional and gan.num_classes is not None:
             raise ConfigError(f"game {name} has no conditional variant; set model.conditional=false")
         if not self.adversarial and (gan.n_critic != 1 or gan.penalties):
@@ -133,4 +141,28 @@ class Game(nn.Module):
         return {}
 
 
-__all__ = ["Game", "Judge", "Judged", "Round", "batch_size"]
+class SummedGames(Game):
+    """Several games at once, one D per game (CycleGAN's two domains, a pyramid's levels): D's logits hold one
+    column per game, (N, games, ...). Each game is scored on its own and the losses summed, not averaged: the D's
+    share no parameter, so one backward pass of the sum gives each D its own game's gradient. G pays
+    ``adversarial_weight`` x the sum of the games' G losses. Logits of one game, (N,), are scored as one game."""
+
+    adversarial_weight: float = 1.0
+
+    def d_adversarial(self, objective: Objective, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        if real_logits.dim() == 1:
+            return objective.d_loss(real_logits, fake_logits)
+        games = zip(real_logits.unbind(1), fake_logits.unbind(1), strict=True)
+        return torch.stack([objective.d_loss(real, fake) for real, fake in games]).sum()
+
+    def g_adversarial(self, objective: Objective, judge: Judge, round: Round) -> torch.Tensor:
+        fake_logits = judge(round.fake)
+        real_logits = judge(round.real) if objective.g_uses_real else None
+        if fake_logits.dim() == 1:
+            return self.adversarial_weight * objective.g_loss(fake_logits, real_logits)
+        reals = real_logits.unbind(1) if real_logits is not None else (None,) * fake_logits.shape[1]
+        games = zip(fake_logits.unbind(1), reals, strict=True)
+        return self.adversarial_weight * torch.stack([objective.g_loss(fake, real) for fake, real in games]).sum()
+
+
+__all__ = ["Game", "Judge", "Judged", "Round", "SummedGames", "batch_size"]

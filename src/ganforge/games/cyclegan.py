@@ -24,9 +24,8 @@ import torch
 from torch import nn
 
 from ganforge.errors import ConfigError
-from ganforge.games import Judge, Judged, Round
+from ganforge.games import Judged, Round, SummedGames
 from ganforge.games.translation import Translation
-from ganforge.objectives import Objective
 
 if TYPE_CHECKING:
     from ganforge.module import GANModule
@@ -98,7 +97,7 @@ class ImagePool(nn.Module):
         return torch.stack(out)
 
 
-class CycleGAN(Translation):
+class CycleGAN(SummedGames, Translation):
     """Both games at once: D judges ``(a, b)`` against ``(F(b), G(a))`` (from the pools) and pays the sum of the two
     games' losses; G's side pays ``adversarial_weight`` x the sum of both games' adversarial losses,
     ``cycle_weight`` x the cycle L1 of both directions and ``identity_weight`` x the identity L1 of both
@@ -146,18 +145,6 @@ class CycleGAN(Translation):
         detached = round.detached()
         fake_a, fake_b = detached.fake
         return Round(detached.real, (self.pool_a.query(fake_a), self.pool_b.query(fake_b)), detached.saved)
-
-    def d_adversarial(self, objective: Objective, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-        """Each D's own game's loss, summed (not averaged: each D's gradient is its own game's)."""
-        games = zip(real_logits.unbind(1), fake_logits.unbind(1), strict=True)
-        return torch.stack([objective.d_loss(real, fake) for real, fake in games]).sum()
-
-    def g_adversarial(self, objective: Objective, judge: Judge, round: Round) -> torch.Tensor:
-        """``adversarial_weight`` x the sum of the two games' G losses."""
-        fake_logits = judge(round.fake).unbind(1)
-        real_logits = judge(round.real).unbind(1) if objective.g_uses_real else (None, None)
-        games = zip(fake_logits, real_logits, strict=True)
-        return self.adversarial_weight * torch.stack([objective.g_loss(fake, real) for fake, real in games]).sum()
 
     def g_terms(self, gan: GANModule, round: Round) -> dict[str, torch.Tensor]:
         saved = round.saved

@@ -4,6 +4,7 @@ from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganforge.nets.joint import JointDiscriminator
 from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
 from ganforge.nets.progan import ProGANDiscriminator, ProGANGenerator
+from ganforge.nets.pyramid import LevelDiscriminator, LevelGenerator, PyramidDiscriminator, PyramidGenerator
 from ganforge.nets.sagan import SAGANDiscriminator, SAGANGenerator
 from ganforge.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from ganforge.nets.translation import PatchDiscriminator, ResnetGenerator, SRResNetGenerator, UNetGenerator
@@ -12,11 +13,15 @@ __all__ = [
     "DCGANDiscriminator",
     "DCGANGenerator",
     "JointDiscriminator",
+    "LevelDiscriminator",
+    "LevelGenerator",
     "MLPDiscriminator",
     "MLPGenerator",
     "PatchDiscriminator",
     "ProGANDiscriminator",
     "ProGANGenerator",
+    "PyramidDiscriminator",
+    "PyramidGenerator",
     "ResnetGenerator",
     "SAGANDiscriminator",
     "SAGANGenerator",
