@@ -262,3 +262,44 @@ def test_truncation_scores_each_threshold_and_judges_amenability(tmp_path: Path)
     assert rows[1:] == ["none", "1", "0.25"]
     assert re.search(r"Amenable to truncation: [01] of 1", out)
     assert (tmp_path / "out" / "truncation.png").stat().st_size > 0
+
+
+def test_singan_trains_scores_every_start_scale_and_draws_the_figure(tmp_path: Path) -> None:
+    """SinGAN on a 40-px photo, 3 levels of 2 steps: the reconstruction PSNR, one row per start scale (the last
+    level's start redraws only it), the wall time and the figure."""
+    out = run_benchmark(
+        "singan.py", "--samples", "6", "--descriptors", "256", "--out", str(tmp_path),
+        "--figure", str(tmp_path / "singan.png"),
+        "data.max_side=40", "model.generator.min_side=16", "game.steps_per_level=2", "max_gen_steps=6",
+        "model.generator.width=4", "callbacks.samples=null",
+    )  # fmt: skip
+    record = json.loads((tmp_path / "singan.json").read_text())
+    assert record["levels"] == [[16, 24], [21, 31], [27, 40]] and record["wall_s"] > 0
+    rows = record["by_start"]
+    assert [r["start_scale"] for r in rows] == [0, 1, 2]
+    assert all(r["variety"] > 0 and r["swd"] > 0 for r in rows)
+    assert np.isfinite(record["reconstruction_psnr"])
+    assert f"| 2 | {rows[2]['variety']:.3f} | {rows[2]['swd']:.2f} |" in out
+    assert (tmp_path / "singan.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_lapgan_scores_the_full_chain_and_the_real_coarse_level(tmp_path: Path) -> None:
+    """A 2-step fmnist_lapgan scored both ways on 100 samples: two rows of metrics, the real-coarse samples built on
+    the test images' coarsest level."""
+    subprocess.run(
+        [str(Path(sys.executable).with_name("ganforge-train")), "experiment=fmnist_lapgan", "max_gen_steps=2",
+         "model.generator.coarsest.width=32", "model.discriminator.coarsest.width=16", *TINY_NETS,
+         "~callbacks.image_metrics", "~callbacks.best_checkpoint", f"paths.output_dir={tmp_path / 'run'}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    counts = ["metrics.n_real=100", "metrics.batch_size=50", "metrics.scorer.kid_subset_size=50"]
+    out = run_benchmark(
+        "lapgan.py", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--n", "100", "--out", str(tmp_path / "out"),
+        "--eval", *counts,
+    )  # fmt: skip
+    (row,) = json.loads((tmp_path / "out" / "lapgan.json").read_text())
+    assert row["full"]["fid"] > 0 and row["real_coarse"]["fid"] > 0 and row["full"]["fid"] != row["real_coarse"]["fid"]
+    samples = np.load(tmp_path / "out" / "0_real_coarse.npz")["arr_0"]
+    assert samples.shape == (100, 28, 28, 1) and samples.dtype == np.uint8
+    assert f"| {row['full']['fid']:.3f} | {row['real_coarse']['fid']:.3f} |" in out

@@ -1,4 +1,5 @@
-"""``ganforge-eval``: FID / KID / IS / precision-recall / density-coverage of a checkpoint, samples, or real data.
+"""``ganforge-eval``: FID / KID / IS / precision-recall / density-coverage (and, with ``metrics.scorer.swd=true``,
+SWD) of a checkpoint, samples, or real data.
 
     ganforge-eval ckpt=RUN/checkpoints/last.ckpt                      # EMA generator, the run's data
     ganforge-eval samples=samples.npz data=fashion_mnist metrics/features=domain
@@ -112,7 +113,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         datamodule, extractor, m.reference_split, m.n_real, m.seed, m.batch_size, m.cache_dir, device,
         labelled=labels is not None, **m.scorer,
     )  # fmt: skip
-    metrics = score_images(scorer, extractor, images, device, labels)
+    metrics = score_images(scorer, extractor, images, device, labels, n=n)
     result = {"metrics": metrics, "protocol": {"generated": what, "n_generated": n, **scorer.protocol()}}
     out = Path(cfg.out or default_out(cfg, datamodule.name, extractor.identity.split(":")[0])).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -91,7 +91,8 @@ class ModeCoverage(EveryNGenSteps):
 class ImageMetrics(EveryNGenSteps):
     """Every ``every_n_gen_steps`` generator steps and at the end, score ``n_samples`` images of
     the (EMA) generator against ``n_real`` images of the ``reference_split``, in the space of
-    ``features``: FID, KID, IS, precision/recall and density/coverage (see :class:`~ganforge.metrics.ImageScorer`).
+    ``features``: FID, KID, IS, precision/recall and density/coverage (see :class:`~ganforge.metrics.ImageScorer`;
+    with ``scorer.swd``, also the SWD of the images' pyramid patches, drawn as the images pass to the extractor).
     For a conditional generator also ``intra_fid`` (mean per-class FID) and, scored by the domain
     classifier, ``class_accuracy``: how often the classifier assigns a generated image to the class
     it was generated for (classes equally often).
@@ -172,7 +173,9 @@ class ImageMetrics(EveryNGenSteps):
             generator, self.n_samples, self.seed, self.batch_size, labels=labels, rank=rank, world_size=world_size
         )
         gather = partial(gather_shards, trainer, n=self.n_samples)
-        scores = score_images(self.scorer, self.features, images, pl_module.device, labels, gather=gather)
+        scores = score_images(
+            self.scorer, self.features, images, pl_module.device, labels, gather=gather, n=self.n_samples
+        )
         self.latest, self.latest_step = scores, pl_module.generator_steps
         self.latest_native = getattr(generator, "output_resolution", None)
         log_metrics(trainer, {f"metrics/{k}": v for k, v in scores.items()})

@@ -1,4 +1,5 @@
-"""Evaluation metrics: image metrics in a feature extractor's space, 2-D mode coverage and Stacked MNIST's modes."""
+"""Evaluation metrics: image metrics in a feature extractor's space, SWD of pyramid patches, 2-D mode coverage and
+Stacked MNIST's modes."""
 
 from ganforge.metrics.features import (
     DomainFeatures,
@@ -10,6 +11,7 @@ from ganforge.metrics.features import (
 from ganforge.metrics.image_metrics import ImageScorer, extract, split_features
 from ganforge.metrics.mode_coverage import mode_coverage
 from ganforge.metrics.stacked_modes import stacked_modes
+from ganforge.metrics.swd import sliced_wasserstein, swd_scores
 
 __all__ = [
     "DomainFeatures",
@@ -20,6 +22,8 @@ __all__ = [
     "auto_features",
     "extract",
     "mode_coverage",
+    "sliced_wasserstein",
     "split_features",
     "stacked_modes",
+    "swd_scores",
 ]

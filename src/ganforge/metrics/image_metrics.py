@@ -1,8 +1,9 @@
 """FID, KID and IS (torchmetrics), improved precision/recall (torch-fidelity) and density/coverage in one feature
-space.
+space, and optionally the sliced Wasserstein distance of the images' pyramid patches (:mod:`.swd`).
 
 The extractor runs once per image; torchmetrics' metrics then receive features through a
-pass-through module, so all metrics share one pass and real-data features can be cached.
+pass-through module, so all metrics share one pass and real-data features can be cached. SWD's descriptors are
+drawn from the same image batches on their way to the extractor (:func:`score_images`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ from ganforge.metrics.cache import cached
 from ganforge.metrics.classifier import to_pixels, to_unit_range
 from ganforge.metrics.features import DomainFeatures, FeatureExtractor, StackedDigitFeatures
 from ganforge.metrics.stacked_modes import CONFIDENCE, stacked_modes
+from ganforge.metrics.swd import (
+    DESCRIPTORS,
+    DIRECTIONS,
+    GENERATED,
+    REAL,
+    REPEATS,
+    DescriptorSampler,
+    swd_levels,
+    swd_protocol,
+)
 
 
 class PassThrough(nn.Module):
@@ -172,7 +183,11 @@ class ImageScorer(nn.Module):
     private generator seeded with ``seed``: scores are reproducible and training's random
     stream is untouched. With ``count_modes`` (logits of Stacked MNIST's digit triples: the stacked extractor's),
     also its modes, KL and the modes of samples whose digits are all classified with more than ``mode_confidence``
-    (:func:`~ganforge.metrics.stacked_modes.stacked_modes`).
+    (:func:`~ganforge.metrics.stacked_modes.stacked_modes`). With ``swd``, also the sliced Wasserstein distance of
+    the images' Laplacian-pyramid patches (:mod:`~ganforge.metrics.swd`; ``swd_descriptors`` per level and set,
+    None: :data:`~ganforge.metrics.swd.DESCRIPTORS`): it needs the images, not the features, so the real side's
+    descriptors are drawn once (:meth:`set_swd_reference`, which :func:`reference_scorer` calls) and the generated
+    side's in :func:`score_images`, as the images pass to the extractor.
     """
 
     def __init__(
@@ -189,6 +204,11 @@ class ImageScorer(nn.Module):
         about: dict[str, Any] | None = None,
         count_modes: bool = False,
         mode_confidence: float = CONFIDENCE,
+        swd: bool = False,
+        swd_descriptors: int | None = None,
+        swd_min_side: int | None = None,
+        swd_directions: int = DIRECTIONS,
+        swd_repeats: int = REPEATS,
     ) -> None:
         super().__init__()
         dim = reference.shape[1]
@@ -218,6 +238,11 @@ class ImageScorer(nn.Module):
         self.seed = seed
         self.count_modes = count_modes
         self.mode_confidence = mode_confidence
+        self.swd = swd
+        self.swd_descriptors, self.swd_min_side = swd_descriptors or DESCRIPTORS, swd_min_side
+        self.swd_directions, self.swd_repeats = swd_directions, swd_repeats
+        self.swd_reference: list[torch.Tensor] | None = None  # the real descriptors, per level
+        self.swd_sizes: tuple[tuple[int, int], ...] | None = None
 
     def protocol(self) -> dict[str, Any]:
         """What the scores mean: ``about`` (reference, extractor) and the estimator settings."""
@@ -230,16 +255,57 @@ class ImageScorer(nn.Module):
             "pr_neighbourhood": self.pr_neighbourhood if self.precision_recall else None,
             "dc_neighbourhood": self.dc_neighbourhood if self.precision_recall else None,
             **({"mode_confidence": self.mode_confidence} if self.count_modes else {}),
+            **({"swd": self.swd_protocol()} if self.swd else {}),
         }
+
+    def swd_protocol(self) -> dict[str, Any]:
+        """SWD's settings: levels, descriptors, directions, seed (:func:`~ganforge.metrics.swd.swd_protocol`)."""
+        return swd_protocol(
+            self.swd_sizes, self.swd_descriptors, self.swd_directions, self.swd_repeats, self.seed, self.swd_min_side
+        )
+
+    def swd_sampler(
+        self, n_images: int, stream: int = GENERATED, device: torch.device | str | None = None
+    ) -> DescriptorSampler:
+        """A descriptor set of ``n_images`` images drawn with this scorer's SWD settings (``stream``: which set)."""
+        return DescriptorSampler(n_images, self.swd_descriptors, self.swd_min_side, self.seed, stream, device)
+
+    def set_swd_reference(
+        self, images: Iterable[torch.Tensor], n_images: int, device: torch.device | str | None = None
+    ) -> None:
+        """Draw the real descriptors from batches of ``n_images`` real images (one image will do: SinGAN's), once."""
+        sampler = self.swd_sampler(n_images, REAL, device)
+        for batch in images:
+            sampler.add(batch)
+        self.swd_reference = sampler.descriptors()
+        assert sampler.pyramid is not None
+        self.swd_sizes = sampler.pyramid.sizes
+
+    def swd_of(self, sampler: DescriptorSampler) -> dict[str, float]:
+        """``swd`` and ``swd/<level>`` (x1e3) of a generated descriptor set against the real one."""
+        if self.swd_reference is None or self.swd_sizes is None:
+            raise ConfigError("SWD needs the real images' descriptors first: ImageScorer.set_swd_reference")
+        if sampler.pyramid is None or sampler.pyramid.sizes != self.swd_sizes:
+            sizes = None if sampler.pyramid is None else sampler.pyramid.sizes[-1]
+            raise ConfigError(f"SWD compares images of one size: real {self.swd_sizes[-1]}, generated {sizes}")
+        return swd_levels(
+            self.swd_reference, sampler.descriptors(), self.swd_sizes, self.swd_directions, self.swd_repeats,
+            self.seed,
+        )  # fmt: skip
 
     @torch.no_grad()
     def score(
-        self, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor | None = None
+        self,
+        features: torch.Tensor,
+        logits: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        descriptors: DescriptorSampler | None = None,
     ) -> dict[str, float]:
         """``fid``, ``kid``, ``kid_std``, ``is``, ``is_std`` (and ``precision``, ``recall``, ``density``,
         ``coverage``; with the generated samples' ``labels`` and reference labels, ``intra_fid``: the mean over
         classes of the FID between the generated and the real images of each class; with ``count_modes``,
-        ``modes``, ``kl`` and ``confident_modes``)."""
+        ``modes``, ``kl`` and ``confident_modes``; with ``swd`` and the ``descriptors`` drawn from the same images
+        (:meth:`swd_sampler`), ``swd`` and ``swd/<level>``)."""
         if min(len(features), len(self.reference)) < self.kid_subset_size:
             raise ConfigError(
                 f"KID needs at least kid_subset_size={self.kid_subset_size} samples on each side, got "
@@ -272,6 +338,14 @@ class ImageScorer(nn.Module):
             scores["intra_fid"] = self.intra_class_fid(features, labels)
         if self.count_modes:
             scores |= stacked_modes(logits, self.mode_confidence)
+        if self.swd and descriptors is None:
+            warnings.warn(
+                "metrics.scorer.swd=true, but these scores were given features without the images' descriptors "
+                "(score_images draws them); no swd is reported",
+                stacklevel=2,
+            )
+        elif self.swd and descriptors is not None:
+            scores |= self.swd_of(descriptors)
         return scores
 
     def density_coverage_of(self, features: torch.Tensor) -> dict[str, float]:
@@ -326,7 +400,8 @@ def reference_scorer(
     than the classifier's), both sides are compared after a resize there and back, and the protocol also gives
     ``resampling_floor_fid``: the FID of the other split's real images so resized against the reference at the
     classifier's own resolution, the cost of the round trip alone, so that the number carries its floor. With the
-    stacked extractor (Stacked MNIST), the scorer also counts modes (``count_modes``)."""
+    stacked extractor (Stacked MNIST), the scorer also counts modes (``count_modes``). With ``swd`` (an option), the
+    same real images are read once more for their SWD descriptors (not cached: drawing them is cheap)."""
     reference = split_features(datamodule, extractor, split, n, seed, batch_size, cache_dir, device)
     labels = split_labels(datamodule, split, n, seed) if labelled else None
     about: dict[str, Any] = {
@@ -348,6 +423,8 @@ def reference_scorer(
         native_reference = split_features(native, extractor, split, n, seed, batch_size, cache_dir, device)
         round_trip = split_features(datamodule, extractor, held_out, n, seed, batch_size, cache_dir, device)
         scorer.about["resampling_floor_fid"] = frechet_distance(native_reference, round_trip)
+    if scorer.swd:
+        scorer.set_swd_reference(split_images(datamodule, split, n, seed, batch_size), len(reference), device)
     return scorer
 
 
@@ -358,14 +435,30 @@ def score_images(
     device: torch.device | str = "cpu",
     labels: torch.Tensor | None = None,
     gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    n: int | None = None,
 ) -> dict[str, float]:
     """Extract and score image batches; with their class ``labels`` and the domain classifier as the
     extractor, also ``class_accuracy``. ``gather`` joins this process's features and logits with those
-    of the other ranks (under DDP each rank extracts a shard of the images; ``labels`` are all ``n``)."""
+    of the other ranks (under DDP each rank extracts a shard of the images; ``labels`` are all ``n``).
+
+    With the scorer's ``swd``, the batches' SWD descriptors are drawn on their way to the extractor (the images are
+    not kept), ``ceil(swd_descriptors / n)`` per image and level: ``n`` is the count of all ranks' images (without
+    it, the batches are first collected to count them). The positions do not depend on the batch size; under DDP
+    every rank draws its shard's from the same streams, so the value depends on the world size (not its
+    expectation), and the gathered descriptors give every rank the same number."""
+    sampler = None
+    if scorer.swd:
+        if n is None:
+            images = list(images)
+            n = sum(len(batch) for batch in images)
+        sampler = scorer.swd_sampler(n, device=device)
+        images = sampler.watch(images)
     features, logits = extract(extractor, images, device)
     if gather is not None:
         features, logits = gather(features), gather(logits)
-    scores = scorer.score(features, logits, labels)
+        if sampler is not None:
+            sampler.gather(gather)
+    scores = scorer.score(features, logits, labels, descriptors=sampler)
     if labels is not None and isinstance(extractor, DomainFeatures):
         scores["class_accuracy"] = class_accuracy(logits, labels)
     return scores
