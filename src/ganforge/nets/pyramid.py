@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -83,14 +84,39 @@ def level_width(width: int, level: int, doubling_every: int, max_width: int) -> 
     return min(width * 2 ** (level // doubling_every), max_width) if doubling_every else width
 
 
-def pyramid_of(size: Sequence[int], levels: int | None, scale: float, min_side: int) -> Pyramid:
-    """LAPGAN's halving pyramid when ``levels`` is given, else SinGAN's geometric one."""
-    h, w = (int(size[0]), int(size[-1]))
-    return Pyramid.halving((h, w), levels) if levels is not None else Pyramid.geometric((h, w), scale, min_side)
+class LevelNets(nn.Module):
+    """A net per level of a pyramid, the part generators and discriminators share: the pyramid (LAPGAN's halving
+    one of ``levels`` levels when that is given, else SinGAN's geometric one from ``size`` down by about ``scale``
+    to a shorter side of ``min_side``) and each level's width (``width`` doubled every ``width_doubling_every``
+    levels, at most ``max_width``; 0: never)."""
+
+    def __init__(
+        self,
+        size: Sequence[int],
+        levels: int | None = None,
+        scale: float = 0.75,
+        min_side: int = 25,
+        width: int = 32,
+        width_doubling_every: int = 0,
+        max_width: int = 128,
+    ) -> None:
+        super().__init__()
+        h, w = (int(size[0]), int(size[-1]))
+        self.pyramid = (
+            Pyramid.halving((h, w), levels) if levels is not None else Pyramid.geometric((h, w), scale, min_side)
+        )
+        self.widths = [level_width(width, k, width_doubling_every, max_width) for k in range(self.pyramid.levels)]
+        self.num_classes = None
+        self.blocks = nn.ModuleList()
+
+    @property
+    def levels(self) -> int:
+        return self.pyramid.levels
 
 
-class PyramidGenerator(nn.Module):
-    """A chain of generators, coarsest first (see the module's docstring).
+class PyramidGenerator(LevelNets):
+    """A chain of generators, coarsest first (see the module's docstring), over the pyramid ``pyramid`` describes
+    (:class:`LevelNets`: ``size``, ``levels`` or ``scale`` and ``min_side``, and the widths).
 
     ``coarsest`` (a factory called with ``channels`` and ``resolution``, e.g. a partial ``MLPGenerator``) draws
     the coarsest level from a latent vector of its ``latent_dim``; without it the coarsest level is a
@@ -104,40 +130,22 @@ class PyramidGenerator(nn.Module):
     required_game = "pyramid"
 
     def __init__(
-        self,
-        channels: int,
-        size: Sequence[int],
-        level: GeneratorFactory,
-        coarsest: GeneratorFactory | None = None,
-        levels: int | None = None,
-        scale: float = 0.75,
-        min_side: int = 25,
-        width: int = 32,
-        width_doubling_every: int = 0,
-        max_width: int = 128,
+        self, channels: int, level: GeneratorFactory, coarsest: GeneratorFactory | None = None, **pyramid: Any
     ) -> None:
-        super().__init__()
+        super().__init__(**pyramid)
         self.channels = channels
-        self.pyramid = pyramid_of(size, levels, scale, min_side)
-        self.num_classes = None
         self.resolution = None  # its images come at the pyramid's size, (h, w), never to be resized to a square
-        self.blocks = nn.ModuleList()
         if coarsest is not None:
             side = self.pyramid.sizes[0]
             if side[0] != side[1]:
                 raise ConfigError(f"a latent-vector coarsest level needs a square coarsest size, got {side}")
             self.blocks.append(coarsest(channels=channels, resolution=side[0]))
-        first = len(self.blocks)
-        for k in range(first, self.pyramid.levels):
-            self.blocks.append(level(channels=channels, width=level_width(width, k, width_doubling_every, max_width)))
+        for k in range(len(self.blocks), self.levels):
+            self.blocks.append(level(channels=channels, width=self.widths[k]))
         self.vector_latent = int(getattr(self.blocks[0], "latent_dim", 0)) if coarsest is not None else 0
-        self.register_buffer("noise_amp", torch.ones(self.pyramid.levels))
+        self.register_buffer("noise_amp", torch.ones(self.levels))
         # SinGAN's z*: the fixed coarsest noise from which the chain redraws the training image (zeros above).
         self.register_buffer("reconstruction_noise", torch.randn(1, *self.noise_shape(0)))
-
-    @property
-    def levels(self) -> int:
-        return self.pyramid.levels
 
     def noise_shape(self, level: int, pyramid: Pyramid | None = None) -> tuple[int, ...]:
         """The shape of one sample's noise at ``level``: the coarsest latent vector, or a plane."""
@@ -260,10 +268,11 @@ class PyramidSampler(nn.Module):
 DiscriminatorFactory = Callable[..., nn.Module]
 
 
-class PyramidDiscriminator(nn.Module):
-    """One D per level, judging that level's images. ``coarsest`` (called with ``channels`` and ``resolution``)
-    judges the coarsest level when given, else ``level`` does (called with ``channels``, ``width`` and
-    ``condition_channels``: the coarser image stacked on the judged one when ``conditional``, LAPGAN's D).
+class PyramidDiscriminator(LevelNets):
+    """One D per level, judging that level's images, over the pyramid ``pyramid`` describes (:class:`LevelNets`).
+    ``coarsest`` (called with ``channels`` and ``resolution``) judges the coarsest level when given, else ``level``
+    does (called with ``channels``, ``width`` and ``condition_channels``: the coarser image stacked on the judged
+    one when ``conditional``, LAPGAN's D).
 
     A tuple ``(x_0, ..., x_L, c_1, ..., c_L)`` (every level's images, then the finer levels' conditions) is
     judged by every level at once: logits (N, levels), one column per level's game. A tensor is judged by the
@@ -272,29 +281,19 @@ class PyramidDiscriminator(nn.Module):
     def __init__(
         self,
         channels: int,
-        size: Sequence[int],
         level: DiscriminatorFactory,
         coarsest: DiscriminatorFactory | None = None,
-        levels: int | None = None,
-        scale: float = 0.75,
-        min_side: int = 25,
-        width: int = 32,
-        width_doubling_every: int = 0,
-        max_width: int = 128,
         conditional: bool = False,
+        **pyramid: Any,
     ) -> None:
-        super().__init__()
-        self.pyramid = pyramid_of(size, levels, scale, min_side)
-        self.num_classes = None
+        super().__init__(**pyramid)
         self.conditional = conditional
-        self.active = self.pyramid.levels - 1
-        self.blocks = nn.ModuleList()
+        self.active = self.levels - 1
         if coarsest is not None:
             self.blocks.append(coarsest(channels=channels, resolution=self.pyramid.sizes[0][0]))
-        for k in range(len(self.blocks), self.pyramid.levels):
+        for k in range(len(self.blocks), self.levels):
             condition = channels if conditional and k > 0 else 0
-            width_k = level_width(width, k, width_doubling_every, max_width)
-            self.blocks.append(level(channels=channels, width=width_k, condition_channels=condition))
+            self.blocks.append(level(channels=channels, width=self.widths[k], condition_channels=condition))
 
     def judge(self, k: int, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         block = self.blocks[k]
