@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ganforge.config import build_module, load_checkpoint
 from ganforge.data.single import SingleImageDataModule, fitted_size, image_size
 from ganforge.errors import ConfigError, DatasetNotFoundError
-from ganforge.games.pyramid import PyramidGame
+from ganforge.games.pyramid import LevelStepLR, PyramidGame
 from ganforge.module import GANModule
 from ganforge.nets import (
     LevelDiscriminator,
@@ -243,7 +243,10 @@ def test_single_image_data(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("family", ["lapgan", "singan"])
 def test_pyramid_runs_resume_bitwise(family: str, tiny_cfg: Compose, tmp_path: Path) -> None:
-    overrides = LAPGAN if family == "lapgan" else SINGAN
+    """SinGAN through a level's start after the resume, with the paper's per-level learning-rate decay (here in each
+    level's second step)."""
+    paper = ["experiment=singan_paper", "optim.scheduler.milestone=0.5"]
+    overrides = LAPGAN if family == "lapgan" else [*paper, *SINGAN[1:]]
     steps = 4 if family == "lapgan" else 6  # SinGAN: through a level's start (levels of 2 steps)
     train(tiny_cfg(*overrides, f"max_gen_steps={steps // 2 + 1}", out="first"))
     first = tmp_path / "first" / "checkpoints" / "last.ckpt"
@@ -293,3 +296,18 @@ def test_build_module_makes_both_families(tiny_cfg: Compose) -> None:
     assert isinstance(lapgan.game, PyramidGame) and lapgan.generator.pyramid.levels == 3  # type: ignore[union-attr]
     singan = build_module(tiny_cfg(*SINGAN))
     assert singan.generator.pyramid.sizes == ((16, 24), (21, 31), (27, 40)) and singan.generator_ema is None  # type: ignore[union-attr]
+
+
+def test_level_step_lr_restarts_with_every_level() -> None:
+    """SinGAN's schedule: the base rate for the first 80 % of each level's steps, a tenth for the rest."""
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=5e-4)
+    scheduler = LevelStepLR(optimizer, steps_per_level=10, milestone=0.8, gamma=0.1)
+    rates = []
+    for _ in range(25):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = ([5e-4] * 8 + [5e-5] * 2) * 2 + [5e-4] * 5
+    assert rates == pytest.approx(expected)
+    with pytest.raises(ConfigError, match="milestone in"):
+        LevelStepLR(optimizer, steps_per_level=10, milestone=1.5)

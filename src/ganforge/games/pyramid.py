@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from ganforge.errors import ConfigError
 from ganforge.games import Round, SummedGames
@@ -173,3 +175,29 @@ class PyramidGame(SummedGames):
             return {}
         target = round.saved["target"][:1]
         return {"reconstruction": self.reconstruction_weight * F.mse_loss(round.saved["reconstruction"], target)}
+
+
+class LevelStepLR(LRScheduler):
+    """SinGAN's learning-rate schedule, restarted with every level: the base rates for the first ``milestone`` part
+    of a level's ``steps_per_level`` generator steps, times ``gamma`` for the rest (the paper's code: x0.1 after
+    1,600 of 2,000). Stepped once per generator step (``optim.scheduler``), so it follows the game's levels."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        steps_per_level: int,
+        milestone: float = 0.8,
+        gamma: float = 0.1,
+        last_epoch: int = -1,
+    ) -> None:
+        if steps_per_level < 1 or not 0 < milestone <= 1:
+            raise ConfigError(
+                f"LevelStepLR needs steps_per_level >= 1 and a milestone in (0, 1], got {steps_per_level}, {milestone}"
+            )
+        self.steps_per_level, self.milestone, self.gamma = steps_per_level, milestone, gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]  # torch's stub types it as list[float | Tensor]
+        within = self.last_epoch % self.steps_per_level
+        factor = self.gamma if within >= self.milestone * self.steps_per_level else 1.0
+        return [float(base) * factor for base in self.base_lrs]
