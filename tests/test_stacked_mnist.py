@@ -33,6 +33,7 @@ from ganforge.nets import DCGANDiscriminator
 from ganforge.runs import changed_settings
 from ganforge.train import train
 from tests.conftest import TINY, compose_config
+from tests.test_distributed import COUNTS, assert_same_weights, train_ddp
 
 #: Small splits: the tests need no 128,000 triples.
 SMALL = {"size": 600, "test_size": 300}
@@ -298,3 +299,23 @@ def test_training_logs_modes_and_ganforge_eval_scores_the_checkpoint(tmp_path: P
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     evaluated = evaluate(compose_config("eval", [f"ckpt={ckpt}", f"out={tmp_path / 'eval.json'}", *counts]))
     assert evaluated["metrics"]["modes"] == saved["modes"] and evaluated["metrics"]["kl"] == pytest.approx(saved["kl"])
+
+
+@pytest.mark.slow
+def test_ddp_ranks_count_the_modes_one_process_counts(tmp_path: Path) -> None:
+    """The PacGAN setting at pack 2 on 2 CPU ranks: the ranks' nets stay equal, each rank scores 50 of the 100
+    samples and the gathered counts agree between ranks and with ganforge-eval of the checkpoint in one process
+    (the same latents, the same batches)."""
+    ranks = train_ddp("ddp_cpu", tmp_path, "experiment=stacked_mnist_pacgan", "model.pack=2", "data.size=2000")
+    assert_same_weights(ranks)
+    logged = [ranks[rank]["metrics"] for rank in (0, 1)]
+    names = ("metrics/modes", "metrics/kl", "metrics/confident_modes")
+    assert all(logged[0][name] == logged[1][name] for name in names)
+    assert 1 <= logged[0]["metrics/modes"] <= 100
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    del saved["hyper_parameters"]["callbacks"]["probe"]  # ganforge-eval builds no class from outside ganforge
+    torch.save(saved, tmp_path / "eval.ckpt")
+    single = evaluate(compose_config("eval", [f"ckpt={tmp_path / 'eval.ckpt'}", f"out={tmp_path / 'e.json'}", *COUNTS]))
+    assert single["metrics"]["modes"] == logged[0]["metrics/modes"]
+    assert single["metrics"]["confident_modes"] == logged[0]["metrics/confident_modes"]
+    assert single["metrics"]["kl"] == pytest.approx(logged[0]["metrics/kl"], rel=1e-5)

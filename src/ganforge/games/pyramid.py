@@ -69,6 +69,7 @@ class PyramidGame(SummedGames):
         self.reconstruction_weight, self.noise_amp, self.inherit = reconstruction_weight, noise_amp, inherit
         # Every level at once: D judges a tuple of every level's images. One level at a time: D judges a tensor.
         self.judges_images = self.judges_tensors = steps_per_level is not None
+        self._frozen: tuple[int, torch.Tensor] | None = None
 
     def bind(self, gan: GANModule) -> None:
         super().bind(gan)
@@ -149,9 +150,17 @@ class PyramidGame(SummedGames):
         """The chain's reconstruction of the training image at ``level`` (gradients into that level only)."""
         noises = generator.reconstruction_noises()
         with torch.no_grad():
-            below = generator.reconstruction(level - 1) if level else None
+            below = self._frozen_reconstruction(generator, level - 1) if level else None
         with torch.set_grad_enabled(with_grad and torch.is_grad_enabled()):
             return generator.chain(noises, start=below, start_level=level, stop_level=level)[-1]
+
+    def _frozen_reconstruction(self, generator: PyramidGenerator, level: int) -> torch.Tensor:
+        """The frozen chain's reconstruction at ``level``: fixed while the level above it trains, so drawn once
+        per level, not every step (a plain attribute, not state: a resumed run redraws it from the same
+        weights, bit for bit)."""
+        if self._frozen is None or self._frozen[0] != level:
+            self._frozen = (level, generator.reconstruction(level))
+        return self._frozen[1]
 
     def _start(
         self, generator: PyramidGenerator, discriminator: PyramidDiscriminator, level: int, reals: list[torch.Tensor]
