@@ -10,7 +10,9 @@ run's data, the default metrics: domain features, 10,000 training images as the 
 The gap is what the coarsest GAN costs; what remains with a real coarse level is the finer levels' own cost. The
 comparison against a single-scale GAN is a ``benchmarks/wall_time.py`` run beside this (see RESULTS.md).
 
-    .venv/bin/python benchmarks/lapgan.py RUN/checkpoints/last.ckpt [RUN2/...] --n 10000
+``--figure`` draws the README's figure: samples of the first checkpoint with their pyramid levels.
+
+    .venv/bin/python benchmarks/lapgan.py RUN/checkpoints/last.ckpt [RUN2/...] --n 10000 [--figure lapgan.png]
 """
 
 from __future__ import annotations
@@ -52,6 +54,29 @@ def real_coarse_samples(ckpt: Path, n: int, seed: int, batch_size: int = 500) ->
     return np.concatenate(out)
 
 
+@torch.no_grad()
+def figure(ckpt: Path, path: Path, n: int, seed: int) -> None:
+    """LAPGAN's Figure 3 for ``n`` samples (columns): each level's image, coarsest first, with the band-pass
+    residual the next level adds between them (grey is 0), all shown at the finest size."""
+    import torch.nn.functional as F
+    from torchvision.utils import make_grid, save_image
+
+    module, _ = module_from_checkpoint(load_checkpoint(ckpt))
+    generator = module.sampling_generator
+    assert isinstance(generator, PyramidGenerator), f"{ckpt} is not a pyramid of generators"
+    generator.eval()
+    z = torch.randn(n, generator.latent_dim, generator=torch.Generator().manual_seed(seed))
+    levels = generator.chain(generator.split_latent(z))
+    size = levels[-1].shape[-2:]
+    rows = [levels[0]]
+    for k in range(1, len(levels)):
+        residual = levels[k] - generator.pyramid.up(levels[k - 1], k)
+        rows += [residual / residual.abs().amax().clamp_min(1e-8), levels[k]]  # each band stretched to [-1, 1]
+    shown = [F.interpolate(row.clamp(-1, 1), size=size, mode="nearest") for row in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(make_grid(torch.cat(shown), nrow=n, padding=1, normalize=True, value_range=(-1, 1)), path)
+
+
 def evaluate(out: Path, *options: str) -> dict[str, Any]:
     subprocess.run([str(EVAL), f"out={out}", *options], check=True, capture_output=True)
     return json.loads(out.read_text())
@@ -64,8 +89,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "lapgan")
     parser.add_argument("--eval", nargs="*", default=[], help="extra ganforge-eval overrides (both sets)")
+    parser.add_argument("--figure", type=Path, help="draw the first checkpoint's samples with their levels here")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.figure:
+        figure(args.checkpoints[0], args.figure, 10, args.seed)
     counts = [f"metrics.n_samples={args.n}", f"metrics.seed={args.seed}", *args.eval]
     rows = []
     for i, ckpt in enumerate(args.checkpoints):

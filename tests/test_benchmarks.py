@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
+from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
 from ganforge.config import build, build_module
@@ -296,8 +297,10 @@ def test_lapgan_scores_the_full_chain_and_the_real_coarse_level(tmp_path: Path) 
     counts = ["metrics.n_real=100", "metrics.batch_size=50", "metrics.scorer.kid_subset_size=50"]
     out = run_benchmark(
         "lapgan.py", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--n", "100", "--out", str(tmp_path / "out"),
-        "--eval", *counts,
+        "--figure", str(tmp_path / "levels.png"), "--eval", *counts,
     )  # fmt: skip
+    # 10 samples (columns) x 5 rows (7x7, its residual, 14x14, its residual, 28x28), 28 px each, 1 px apart.
+    assert Image.open(tmp_path / "levels.png").size == (10 * 29 + 1, 5 * 29 + 1)
     (row,) = json.loads((tmp_path / "out" / "lapgan.json").read_text())
     assert row["full"]["fid"] > 0 and row["real_coarse"]["fid"] > 0 and row["full"]["fid"] != row["real_coarse"]["fid"]
     samples = np.load(tmp_path / "out" / "0_real_coarse.npz")["arr_0"]
