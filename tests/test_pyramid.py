@@ -295,6 +295,9 @@ def test_build_module_makes_both_families(tiny_cfg: Compose) -> None:
     assert isinstance(lapgan.game, PyramidGame) and lapgan.generator.pyramid.levels == 3  # type: ignore[union-attr]
     singan = build_module(tiny_cfg(*SINGAN))
     assert singan.generator.pyramid.sizes == ((16, 24), (21, 31), (27, 40)) and singan.generator_ema is None  # type: ignore[union-attr]
+    # One photo that is not a square, with nets that draw squares: refused before any data is read.
+    with pytest.raises(ConfigError, match=r"images are 27x40, but DCGANGenerator draws squares of 40x40; .*singan"):
+        build_module(tiny_cfg("data=single_image", "data.max_side=40"))
 
 
 def test_level_step_lr_restarts_with_every_level() -> None:

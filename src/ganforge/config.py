@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,13 @@ def build_module(cfg: DictConfig) -> GANModule:
             f"model.conditional=true needs class labels, but data {cfg.data._target_.rsplit('.', 1)[-1]} declares "
             "num_classes: null; use labelled data (e.g. data=fashion_mnist, mnist, cifar10), set "
             "data.num_classes=K if its labels are K classes, or train unconditionally (model.conditional=false)"
+        )
+    size, side = cfg.data.get("size"), cfg.model.generator.get("resolution")
+    if isinstance(size, Sequence) and not isinstance(size, str) and len(set(size)) > 1 and side is not None:
+        raise ConfigError(
+            f"the data's images are {size[0]}x{size[-1]}, but {cfg.model.generator._target_.rsplit('.', 1)[-1]} "
+            f"draws squares of {side}x{side}; use a pyramid of fully convolutional nets, which draws any size "
+            "(experiment=singan, or model=singan game=pyramid)"
         )
     parts = dict(
         generator=build(cfg.model.generator),
