@@ -68,7 +68,7 @@ def test_truncated_latents_lie_inside_the_threshold_and_none_is_plain_randn() ->
     assert torch.equal(again, truncated_normal((500, 64), 0.5, torch.Generator().manual_seed(0)))
     plain = truncated_normal((4, 3), None, torch.Generator().manual_seed(1))
     assert torch.equal(plain, torch.randn(4, 3, generator=torch.Generator().manual_seed(1)))
-    with pytest.raises(ValueError, match="must be positive"):
+    with pytest.raises(ConfigError, match=r"truncation=0\.0: the threshold on \|z_i\| must be positive"):
         truncated_normal((2,), 0.0, torch.Generator())
 
 

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, open_dict
 
 from ganforge.config import build, generator_from_checkpoint, load_checkpoint
 from ganforge.errors import GanforgeError
-from ganforge.generation import class_major_labels, generate_batches, resolve_device
+from ganforge.generation import check_truncation, class_major_labels, generate_batches, resolve_device
 from ganforge.metrics.image_metrics import reference_scorer, score_images, split_images, split_labels
 
 
@@ -60,8 +60,7 @@ def _generated(cfg: DictConfig, device: torch.device) -> Scored:
     truncation = cfg.get("truncation")
     if truncation is not None and not cfg.ckpt:
         raise GanforgeError("truncation= draws a checkpoint's latents: use it with ckpt=PATH (or drop it)")
-    if truncation is not None and not truncation > 0:
-        raise GanforgeError(f"truncation={truncation}: the threshold on |z_i| must be positive (e.g. 0.5)")
+    check_truncation(truncation)
     if cfg.ckpt:
         generator, run_cfg = generator_from_checkpoint(load_checkpoint(cfg.ckpt), ema=cfg.ema)
         # What generator_from_checkpoint loaded: G itself when the run kept no EMA copy (ema_decay=null).

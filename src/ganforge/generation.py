@@ -9,6 +9,8 @@ from typing import cast
 import torch
 from torch import nn
 
+from ganforge.errors import ConfigError
+
 
 @contextmanager
 def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
@@ -97,15 +99,20 @@ def generate_batches(
             )
 
 
+def check_truncation(threshold: float | None) -> None:
+    """The truncation threshold as ``ganforge-sample`` and ``ganforge-eval`` take it: positive, or None (none)."""
+    if threshold is not None and not threshold > 0:
+        raise ConfigError(f"truncation={threshold}: the threshold on |z_i| must be positive (e.g. 0.5); null: none")
+
+
 def truncated_normal(shape: tuple[int, ...], threshold: float | None, rng: torch.Generator) -> torch.Tensor:
     """Standard normal values; with a ``threshold``, every value whose magnitude exceeds it is drawn again
     until none does (the truncation trick as BigGAN does it: a smaller threshold trades variety for fidelity).
     Without one, exactly ``torch.randn``'s draw, so untruncated samples are unchanged."""
+    check_truncation(threshold)
     z = torch.randn(shape, generator=rng)
     if threshold is None:
         return z
-    if not threshold > 0:
-        raise ValueError(f"the truncation threshold must be positive, got {threshold}")
     while (outside := z.abs() > threshold).any():
         z[outside] = torch.randn(int(outside.sum()), generator=rng)
     return z

@@ -19,7 +19,14 @@ from ganforge.config import generator_from_checkpoint, load_checkpoint
 from ganforge.data.single import read_image
 from ganforge.errors import ConfigError
 from ganforge.games.infogan import CodedGenerator, WithCodes, traversal_latents
-from ganforge.generation import class_major_labels, eval_mode, generate_batches, resolve_device, samples_per_class
+from ganforge.generation import (
+    check_truncation,
+    class_major_labels,
+    eval_mode,
+    generate_batches,
+    resolve_device,
+    samples_per_class,
+)
 from ganforge.metrics.classifier import to_pixels
 from ganforge.nets.pyramid import PyramidGenerator, PyramidSampler
 from ganforge.plots import scatter_png
@@ -128,8 +135,7 @@ def sample(cfg: DictConfig) -> Path:
     n = cfg.n if labels is None else len(labels)
     truncate(generator, cfg.get("psi"), cfg.ckpt)
     threshold = cfg.get("truncation")
-    if threshold is not None and not threshold > 0:
-        raise ConfigError(f"truncation={threshold}: the threshold on |z_i| must be positive (e.g. 0.5); null: none")
+    check_truncation(threshold)
     batches = generate_batches(generator, n, cfg.seed, cfg.batch_size, device, labels=labels, truncation=threshold)
     samples = torch.cat([x.cpu() for x in batches])
     extra: dict[str, Any] = {} if labels is None else {"arr_1": labels.numpy()}
