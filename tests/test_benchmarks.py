@@ -269,7 +269,7 @@ def test_singan_trains_scores_every_start_scale_and_draws_the_figure(tmp_path: P
     """SinGAN on a 40-px photo, 3 levels of 2 steps: the reconstruction PSNR, one row per start scale (the last
     level's start redraws only it), the wall time and the figure."""
     out = run_benchmark(
-        "singan.py", "--samples", "6", "--descriptors", "256", "--out", str(tmp_path),
+        "singan.py", "--samples", "6", "--descriptors", "256", "--per-image", "2", "--out", str(tmp_path),
         "--figure", str(tmp_path / "singan.png"),
         "data.max_side=40", "model.generator.min_side=16", "game.steps_per_level=2", "max_gen_steps=6",
         "model.generator.width=4", "callbacks.samples=null",
@@ -278,9 +278,9 @@ def test_singan_trains_scores_every_start_scale_and_draws_the_figure(tmp_path: P
     assert record["levels"] == [[16, 24], [21, 31], [27, 40]] and record["wall_s"] > 0
     rows = record["by_start"]
     assert [r["start_scale"] for r in rows] == [0, 1, 2]
-    assert all(r["variety"] > 0 and r["swd"] > 0 for r in rows)
+    assert all(r["variety"] > 0 and r["swd"] > 0 and r["swd_per_image"] > 0 for r in rows)
     assert np.isfinite(record["reconstruction_psnr"])
-    assert f"| 2 | {rows[2]['variety']:.3f} | {rows[2]['swd']:.2f} |" in out
+    assert f"| 2 | {rows[2]['variety']:.3f} | {rows[2]['swd']:.2f} | {rows[2]['swd_per_image']:.2f} |" in out
     assert (tmp_path / "singan.png").stat().st_size > 0
 
 
