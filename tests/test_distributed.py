@@ -70,6 +70,16 @@ def train_ddp(trainer: str, out: Path, *overrides: str) -> dict[int, dict]:
     return load_ranks(out / "probe")
 
 
+def evaluate_in_one_process(out: Path) -> tuple[dict, dict]:
+    """``ganforge-eval`` (the COUNTS protocol) of the last checkpoint of :func:`train_ddp`'s run in ``out``, and
+    that checkpoint. ganforge-eval builds no class from outside ganforge that a checkpoint's config names, so the
+    probe callback is dropped from a copy first."""
+    saved = torch.load(out / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    del saved["hyper_parameters"]["callbacks"]["probe"]
+    torch.save(saved, out / "eval.ckpt")
+    return evaluate(compose_config("eval", [f"ckpt={out / 'eval.ckpt'}", f"out={out / 'eval.json'}", *COUNTS])), saved
+
+
 def assert_same_weights(ranks: dict[int, dict]) -> None:
     for net in ("generator", "discriminator"):
         for name, value in ranks[0][net].items():
@@ -85,14 +95,7 @@ def test_ddp_ranks_stay_identical_and_fid_gathered_across_ranks_equals_single_pr
     # The same samples scored by one process: the EMA generator rank 0 checkpointed, the same
     # latents, the same batches of 50 (so the features are computed identically); only the
     # gather and float reductions could differ, hence the 1e-5 relative tolerance.
-    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    saved = torch.load(checkpoint, weights_only=False)
-    # ganforge-eval builds no class from outside ganforge that a checkpoint's config names: drop the probe.
-    del saved["hyper_parameters"]["callbacks"]["probe"]
-    torch.save(saved, tmp_path / "eval.ckpt")
-    single = evaluate(
-        compose_config("eval", [f"ckpt={tmp_path / 'eval.ckpt'}", f"out={tmp_path / 'eval.json'}", *COUNTS])
-    )
+    single, saved = evaluate_in_one_process(tmp_path)
     for name in ("fid", "kid", "is"):
         assert ranks[0]["metrics"][f"metrics/{name}"] == pytest.approx(single["metrics"][name], rel=1e-5), name
     # Only rank 0 writes files; the ranks' fakes come from distinct latent streams.

@@ -33,7 +33,7 @@ from ganforge.nets import DCGANDiscriminator
 from ganforge.runs import changed_settings
 from ganforge.train import train
 from tests.conftest import TINY, compose_config
-from tests.test_distributed import COUNTS, assert_same_weights, train_ddp
+from tests.test_distributed import assert_same_weights, evaluate_in_one_process, train_ddp
 
 #: Small splits: the tests need no 128,000 triples.
 SMALL = {"size": 600, "test_size": 300}
@@ -312,10 +312,7 @@ def test_ddp_ranks_count_the_modes_one_process_counts(tmp_path: Path) -> None:
     names = ("metrics/modes", "metrics/kl", "metrics/confident_modes")
     assert all(logged[0][name] == logged[1][name] for name in names)
     assert 1 <= logged[0]["metrics/modes"] <= 100
-    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
-    del saved["hyper_parameters"]["callbacks"]["probe"]  # ganforge-eval builds no class from outside ganforge
-    torch.save(saved, tmp_path / "eval.ckpt")
-    single = evaluate(compose_config("eval", [f"ckpt={tmp_path / 'eval.ckpt'}", f"out={tmp_path / 'e.json'}", *COUNTS]))
+    single, _ = evaluate_in_one_process(tmp_path)
     assert single["metrics"]["modes"] == logged[0]["metrics/modes"]
     assert single["metrics"]["confident_modes"] == logged[0]["metrics/confident_modes"]
     assert single["metrics"]["kl"] == pytest.approx(logged[0]["metrics/kl"], rel=1e-5)
