@@ -223,6 +223,57 @@ def test_disturbances_run_on_the_mnist_digits(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_pr_estimators_score_every_disturbance_and_count_the_steps_back(tmp_path: Path) -> None:
+    """200 images a side, 2 clean draws: every estimator scores the clean set and five strengths of each
+    disturbance, the heaviest noise lowers every diversity (and the fidelity of the estimators without k-NN balls
+    around each real image), and the table counts each estimator's steps back."""
+    out = run_benchmark("pr_estimators.py", "--seeds", "0", "--n", "200", "--draws", "2", "--out", str(tmp_path))
+    record = json.loads((tmp_path / "pr_estimators.json").read_text())
+    result = record["results"]["0"]
+    estimators = ["improved k=3", "improved k=5", "improved k=10", "probabilistic", "PRD", "density/coverage"]
+    assert list(result["noise"]) == estimators and len(result["disturbances"]) == 9
+    noise = result["disturbances"]["gaussian noise (σ, [-1, 1] scale)"]
+    assert len(noise) == 6 and noise[0]["distinct"] == 200
+    assert all(noise[-1]["scores"][e][1] < noise[0]["scores"][e][1] for e in estimators)
+    assert all(noise[-1]["scores"][e][0] < noise[0]["scores"][e][0] for e in estimators[3:])
+    for estimator in estimators:
+        (row,) = (line for line in out.splitlines() if line.startswith(f"| {estimator} |"))
+        assert row.endswith(f"| {len(record['steps back']['0'][estimator])} of 16 |")
+
+
+def test_pr_estimators_agree_with_their_definitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Improved precision/recall for several k from one distance matrix equal torch-fidelity's (ganforge's scorer);
+    P-precision/P-recall equal Park & Kim's formula written out point by point; PRD is 1 for a set against itself
+    and 0 for sets far apart."""
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import pr_estimators
+
+    generator = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(120, 6, generator=generator), 0.5 + 1.3 * torch.randn(90, 6, generator=generator)
+    scores = pr_estimators.Reference(real).scores(fake, seed=0)
+    for k in pr_estimators.IMPROVED_KS:
+        reference = prc_features_to_metric(fake, real, prc_neighborhood=k, verbose=False)
+        assert scores[f"improved k={k}"] == pytest.approx((reference["precision"], reference["recall"]), abs=1e-6)
+
+    def p_score(points: torch.Tensor, balls: torch.Tensor) -> float:
+        within = torch.cdist(balls, balls)
+        radius = 1.2 * torch.stack([row.sort().values[4] for row in within]).mean()
+        total = 0.0
+        for point in points:
+            outside = 1.0
+            for centre in balls:
+                outside *= 1 - max(0.0, 1 - float((point - centre).norm()) / float(radius))
+            total += 1 - outside
+        return total / len(points)
+
+    assert scores["probabilistic"] == pytest.approx((p_score(fake, real), p_score(real, fake)), rel=1e-5)
+    assert pr_estimators.prd(real.numpy(), real.numpy(), seed=0) == pytest.approx((1.0, 1.0), abs=1e-6)
+    assert pr_estimators.prd(real.numpy(), real.numpy() + 100, seed=0) == pytest.approx((0.0, 0.0), abs=1e-6)
+
+
+@pytest.mark.slow
 def test_stacked_mnist_trains_every_pack_size_for_equal_steps_and_tabulates_the_modes(tmp_path: Path) -> None:
     """One seed each of packs 1 and 3 for 2 generator steps (few samples scored): each run's modes, KL and confident
     modes reach its row, at the same step."""
