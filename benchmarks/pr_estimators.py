@@ -13,7 +13,7 @@ taken away):
   sets' histograms over 20 k-means clusters of both, averaged over 10 clusterings;
 - ``density/coverage`` (Naeem et al. 2020, k = 5): what every ganforge evaluation reports beside precision/recall.
 
-    .venv/bin/python benchmarks/pr_estimators.py --seeds 0 1 2      # ~25 min per seed on one core
+    .venv/bin/python benchmarks/pr_estimators.py --seeds 0 1 2      # 45 min per seed on one core beside other jobs
 
 Prints, per seed and estimator, the steps back and where, as a Markdown table; writes ``<out>/pr_estimators.json``.
 Hand-written: the probabilistic estimator and PRD (no maintained package ships them; scikit-learn's k-means does
@@ -35,7 +35,7 @@ from sklearn.cluster import MiniBatchKMeans
 
 from ganforge.metrics.classifier import VERSIONS, packaged_weights
 from ganforge.metrics.features import DomainFeatures
-from ganforge.metrics.image_metrics import density_coverage, extract, neighbour_radii
+from ganforge.metrics.image_metrics import density_coverage, extract
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPROVED_KS = (3, 5, 10)
@@ -66,7 +66,7 @@ class Reference:
         within = torch.cdist(real, real)
         self.radii = {k: kth_neighbour(within, k) for k in IMPROVED_KS}
         self.mean_radius = kth_neighbour(within, PROBABILISTIC_K).mean()
-        self.dc_radii = neighbour_radii(real, DC_K)
+        self.dc_radii = kth_neighbour(within, DC_K)  # neighbour_radii's, from the distances at hand
 
     def scores(self, fake: torch.Tensor, seed: int) -> Scores:
         """Every estimator's (fidelity, diversity) of ``fake``: (precision, recall), or (density, coverage)."""
