@@ -26,6 +26,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -77,8 +78,9 @@ def command(run: str, train_seconds: int, run_dir: Path, extra: list[str]) -> li
 
 
 def folder_name(run: str) -> str:
-    """A file name for a run label: its words joined by ``__``, characters a path cannot take replaced."""
-    return "__".join(run.split()).replace("/", "-").replace("=", "-")
+    """A file name for a run label: its words joined by ``__``, every character but letters, digits, ``.``, ``_``
+    and ``-`` replaced by ``-`` (the folder becomes ``hydra.run.dir``, whose grammar refuses ``~``, ``+``, ``,``)."""
+    return re.sub(r"[^\w.-]", "-", "__".join(run.split()))
 
 
 def run_all(args: argparse.Namespace, out: Path) -> dict[str, dict]:

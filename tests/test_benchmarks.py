@@ -81,14 +81,15 @@ def test_modulated_conv_times_both_forms_on_every_layer() -> None:
 @pytest.mark.slow
 def test_wall_time_trains_within_the_budget_and_tabulates_the_metrics(tmp_path: Path) -> None:
     """A one-second training budget (a tiny DCGAN, small metric counts), two runs side by side, one with
-    its own overrides: each run's final metrics reach its row, and the own overrides reach only that run."""
+    its own overrides (one a deletion, ``~``, which its run folder must not carry into ``hydra.run.dir``): each
+    run's final metrics reach its row, and the own overrides reach only that run."""
     metrics = [
         "metrics.n_samples=100",
         "metrics.n_real=100",
         "metrics.batch_size=50",
         "metrics.scorer.kid_subset_size=50",
     ]
-    limited = "fmnist_dcgan data.subset=64 metrics.reference_split=test"
+    limited = "fmnist_dcgan data.subset=64 metrics.reference_split=test ~callbacks.samples"  # a deletion too
     out = run_benchmark(
         "wall_time.py", "fmnist_dcgan", limited, "--minutes", "0.02", "--reserve", "0", "--concurrent", "2",
         "--out", str(tmp_path), "--no-write", "--overrides", *TINY_NETS, "data.batch_size=16", *metrics,
