@@ -202,9 +202,10 @@ def test_a_missing_thumbnail_is_reported(raw: dict[str, Any], repo: dict[str, An
 
 
 def test_a_link_to_a_missing_heading_is_reported(raw: dict[str, Any], repo: dict[str, Any]) -> None:
-    readme = repo["readme"].replace("## StyleGAN2 and augmentation", "## StyleGAN2")
+    readme = repo["readme"].replace("## StyleGAN, StyleGAN2 and augmentation", "## StyleGAN2")
     assert problems_of(raw, repo, readme=readme) == [
-        "StyleGAN2 (+ ADA, DiffAugment): README.md has no heading with the anchor #stylegan2-and-augmentation"
+        f"{name}: README.md has no heading with the anchor #stylegan-stylegan2-and-augmentation"
+        for name in ("StyleGAN", "StyleGAN2 (+ ADA, DiffAugment)")
     ]
 
 

@@ -6,6 +6,7 @@ from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
 from ganforge.nets.progan import ProGANDiscriminator, ProGANGenerator
 from ganforge.nets.pyramid import LevelDiscriminator, LevelGenerator, PyramidDiscriminator, PyramidGenerator
 from ganforge.nets.sagan import SAGANDiscriminator, SAGANGenerator
+from ganforge.nets.stylegan import StyleGANGenerator
 from ganforge.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from ganforge.nets.translation import PatchDiscriminator, ResnetGenerator, SRResNetGenerator, UNetGenerator
 
@@ -28,5 +29,6 @@ __all__ = [
     "SRResNetGenerator",
     "StyleGAN2Discriminator",
     "StyleGAN2Generator",
+    "StyleGANGenerator",
     "UNetGenerator",
 ]

@@ -92,10 +92,11 @@ class MinibatchStdDev(nn.Module):
 
 
 class Growing(nn.Module):
-    """Stage and fade-in state shared by the progressive nets."""
+    """Stage and fade-in state shared by the progressive nets (keyword arguments it does not take go on to the
+    next class of a subclass's bases: StyleGAN's generator is also a style-based generator)."""
 
-    def __init__(self, resolution: int) -> None:
-        super().__init__()
+    def __init__(self, resolution: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.resolution = resolution
         self.base, self.max_stage = base_resolution(resolution)
         self.stage = self.max_stage

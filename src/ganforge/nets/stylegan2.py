@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from itertools import pairwise
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -106,27 +107,58 @@ class ModulatedConv2d(nn.Module):
         return modulated_conv2d(x, self.conv.weight, self.affine(w), self.demodulate)
 
 
+STYLE_BLOCKS = ("modulate", "adain")
+
+
+class AdaIN(nn.Module):
+    """StyleGAN's adaptive instance normalisation: each channel of each sample normalised to zero mean and unit
+    variance over its pixels, then scaled and shifted by the style, an affine map of ``w`` (its scales start at 1,
+    its shifts at 0)."""
+
+    def __init__(self, channels: int, w_dim: int) -> None:
+        super().__init__()
+        self.affine = equalized(nn.Linear(w_dim, 2 * channels), gain=1.0)
+        with torch.no_grad():
+            self.affine.bias.copy_(torch.cat([torch.ones(channels), torch.zeros(channels)]))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.affine(w)[:, :, None, None].chunk(2, dim=1)
+        return F.instance_norm(x, eps=1e-8) * scale + shift
+
+
 class SynthesisLayer(nn.Module):
-    """(2x upsampling), modulated 3x3 convolution with demodulation, noise times a learned per-layer
-    strength (0 at first: noise only takes part once training gives it weight), bias, LeakyReLU."""
+    """(2x upsampling), a 3x3 convolution styled by ``w``, noise times a learned strength (0 at first: noise only
+    takes part once training gives it weight), bias, LeakyReLU. The style block is the one place StyleGAN and
+    StyleGAN2 differ here: ``modulate`` (StyleGAN2) scales the convolution's weights by the style and demodulates,
+    with one noise strength per layer; ``adain`` (StyleGAN) convolves plainly, adds noise with one strength per
+    channel, and normalises each channel and applies the style after the activation (:class:`AdaIN`)."""
 
     noise_const: torch.Tensor
 
-    def __init__(self, c_in: int, c_out: int, w_dim: int, resolution: int, up: bool) -> None:
+    def __init__(self, c_in: int, c_out: int, w_dim: int, resolution: int, up: bool, style: str = "modulate") -> None:
         super().__init__()
+        if style not in STYLE_BLOCKS:
+            raise ConfigError(f"the style block must be one of {STYLE_BLOCKS}, got {style!r}")
         self.up = up
-        self.conv = ModulatedConv2d(c_in, c_out, 3, w_dim)
-        self.noise_strength = nn.Parameter(torch.zeros(()))
+        self.conv: nn.Module
+        if style == "modulate":
+            self.conv, self.adain = ModulatedConv2d(c_in, c_out, 3, w_dim), None
+        else:
+            self.conv = equalized(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), gain=1.0)
+            self.adain = AdaIN(c_out, w_dim)
+        self.noise_strength = nn.Parameter(torch.zeros((c_out, 1, 1) if style == "adain" else ()))
         self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution))
         self.bias = nn.Parameter(torch.zeros(c_out))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str) -> torch.Tensor:
-        x = self.conv(upsample2(x) if self.up else x, w)
+        x = upsample2(x) if self.up else x
+        x = self.conv(x) if self.adain is not None else self.conv(x, w)
         if noise_mode == "random":
             x = x + torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype) * self.noise_strength
         elif noise_mode == "const":
             x = x + self.noise_const * self.noise_strength
-        return lrelu(x + self.bias[:, None, None])
+        x = lrelu(x + self.bias[:, None, None])
+        return x if self.adain is None else self.adain(x, w)
 
 
 class ToRGB(nn.Module):
@@ -163,51 +195,56 @@ class SynthesisBlock(nn.Module):
         return x, (rgb if image is None else upsample2(image) + rgb)
 
 
-class StyleGAN2Generator(nn.Module):
-    """Mapping network ``z (, y) -> w``, broadcast to :attr:`num_ws` copies, then the synthesis network
-    ``ws -> image`` at ``resolution`` (a base of 4 to 7 pixels doubled, see :func:`base_resolution`).
+class StyleBasedGenerator(nn.Module):
+    """What StyleGAN and StyleGAN2 share: the mapping network ``z (, y) -> w`` broadcast to :attr:`num_ws` copies,
+    the tracked ``w_avg`` and the truncation trick around it, style mixing in training, and the noise modes. A
+    subclass builds its synthesis network ``ws -> image`` and says how many ws it reads (``num_ws``).
 
-    The output is linear (no tanh, as in the paper); images of real data in [-1, 1] are what it learns.
-    ``truncation_psi`` (1: none) and ``noise_mode`` are plain attributes that sampling code may set:
-    ``random`` draws fresh noise from torch's global RNG at every call, ``const`` uses fixed per-layer
-    noise maps (drawn at construction, saved in the state dict), ``none`` leaves noise out; ``auto`` (the
-    default) is ``random`` in training and ``const`` in eval mode, so that seeded sampling
-    (:func:`ganforge.generation.generate_batches`) stays reproducible and leaves the global RNG alone.
+    ``truncation_psi`` (1: none), ``truncation_cutoff`` (the first ws it applies to; None: all) and
+    ``noise_mode`` are plain attributes that sampling code may set: ``random`` draws fresh noise from torch's
+    global RNG at every call, ``const`` uses fixed per-layer noise maps (drawn at construction, saved in the state
+    dict), ``none`` leaves noise out; ``auto`` (the default) is ``random`` in training and ``const`` in eval mode,
+    so that seeded sampling (:func:`ganforge.generation.generate_batches`) stays reproducible and leaves the global
+    RNG alone. Keyword arguments it does not take go on to the next class (cooperative ``__init__``:
+    StyleGAN's generator is also :class:`~ganforge.nets.progan.Growing`).
     """
 
     w_avg: torch.Tensor
 
     def __init__(
         self,
+        *,
+        num_ws: int,
         latent_dim: int = 128,
         w_dim: int = 128,
         mapping_layers: int = 8,
         lr_mul: float = 0.01,
-        width: int = 32,
-        max_width: int = 128,
-        channels: int = 3,
-        resolution: int = 32,
         num_classes: int | None = None,
         mixing_prob: float = 0.9,
         w_avg_beta: float = 0.995,
         truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**kwargs)
         if mapping_layers < 1:
             raise ConfigError(f"model.generator.mapping_layers must be at least 1, got {mapping_layers}")
         if not 0.0 <= mixing_prob <= 1.0:
             raise ConfigError(f"model.generator.mixing_prob is a probability in [0, 1], got {mixing_prob}")
+        if truncation_cutoff is not None and not 1 <= truncation_cutoff <= num_ws:
+            raise ConfigError(
+                f"model.generator.truncation_cutoff counts the first of the {num_ws} ws that truncation moves: "
+                f"1 to {num_ws}, or null for all; got {truncation_cutoff}"
+            )
+        self.num_ws = num_ws
         self.latent_dim = latent_dim
         self.w_dim = w_dim
         self.num_classes = num_classes
-        self.channels = channels
-        self.resolution = resolution
         self.mixing_prob = mixing_prob
         self.w_avg_beta = w_avg_beta
         self.truncation_psi = truncation_psi
+        self.truncation_cutoff = truncation_cutoff
         self.noise_mode = "auto"
-
-        # mapping network
         self.norm = PixelNorm()
         self.embed = equalized(nn.Linear(num_classes, w_dim), gain=1.0) if num_classes is not None else None
         features = [latent_dim + (w_dim if num_classes is not None else 0)] + [w_dim] * mapping_layers
@@ -216,25 +253,12 @@ class StyleGAN2Generator(nn.Module):
         )
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-        # synthesis network
-        self.base, doublings = base_resolution(resolution)
-        widths = level_widths(width, doublings, max_width)
-        self.const = nn.Parameter(torch.randn(widths[0], self.base, self.base))
-        self.blocks = nn.ModuleList(
-            [SynthesisBlock(widths[0], widths[0], w_dim, self.base, channels, first=True)]
-            + [
-                SynthesisBlock(c_in, c_out, w_dim, self.base * 2 ** (i + 1), channels, first=False)
-                for i, (c_in, c_out) in enumerate(pairwise(widths))
-            ]
-        )
-        self.num_ws = 2 * doublings + 2  # one per layer (1 + 2 per doubling) and one for the last toRGB
-
     def mapping(self, z: torch.Tensor, y: torch.Tensor | None = None, *, update_w_avg: bool = True) -> torch.Tensor:
         """``(N, num_ws, w_dim)``: ``w`` of each sample, repeated once per synthesis input.
 
         In training mode the batch mean of ``w`` moves :attr:`w_avg` (an EMA with ``w_avg_beta``; not for
         the second latents of style mixing, as in the paper's code); with ``truncation_psi != 1``, ``w`` is
-        drawn towards it: ``w_avg + psi (w - w_avg)``.
+        drawn towards it, ``w_avg + psi (w - w_avg)``, in the first ``truncation_cutoff`` ws (all by default).
         """
         x = self.norm(z.reshape(z.shape[0], self.latent_dim))
         if self.embed is not None:
@@ -244,20 +268,19 @@ class StyleGAN2Generator(nn.Module):
         if self.training and update_w_avg:
             with torch.no_grad():
                 self.w_avg.lerp_(x.detach().mean(dim=0).to(self.w_avg.dtype), 1.0 - self.w_avg_beta)
-        if self.truncation_psi != 1.0:
-            x = self.w_avg.to(x.dtype).lerp(x, self.truncation_psi)
-        return x[:, None].repeat(1, self.num_ws, 1)
+        ws = x[:, None].repeat(1, self.num_ws, 1)
+        if self.truncation_psi == 1.0:
+            return ws
+        cutoff = self.num_ws if self.truncation_cutoff is None else self.truncation_cutoff
+        truncated = self.w_avg.to(x.dtype).lerp(ws[:, :cutoff], self.truncation_psi)
+        return torch.cat([truncated, ws[:, cutoff:]], dim=1)
 
     def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
-        """``(N, channels, resolution, resolution)`` images from ``ws`` of shape ``(N, num_ws, w_dim)``."""
+        raise NotImplementedError
+
+    def check_ws(self, ws: torch.Tensor) -> None:
         if ws.dim() != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"synthesis takes ws of shape (N, {self.num_ws}, {self.w_dim}), got {tuple(ws.shape)}")
-        noise_mode = self._noise_mode()
-        x = self.const[None].expand(ws.shape[0], -1, -1, -1)
-        x, image = self.blocks[0](x, None, ws[:, :2], noise_mode)
-        for j, block in enumerate(self.blocks[1:], start=1):
-            x, image = block(x, image, ws[:, 2 * j - 1 : 2 * j + 2], noise_mode)
-        return image
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Mapping and synthesis; in training, with probability ``mixing_prob``, style mixing: the ws from
@@ -275,6 +298,46 @@ class StyleGAN2Generator(nn.Module):
         if self.noise_mode == "auto":
             return "random" if self.training else "const"
         return self.noise_mode
+
+
+class StyleGAN2Generator(StyleBasedGenerator):
+    """The mapping network (:class:`StyleBasedGenerator`, which takes the ``mapping`` keywords: ``latent_dim``,
+    ``w_dim``, ``num_classes``, ...), then StyleGAN2's synthesis network ``ws -> image`` at ``resolution`` (a base
+    of 4 to 7 pixels doubled, see :func:`base_resolution`): a learned constant, one block per resolution of
+    modulated convolutions, skip-connected toRGB outputs.
+
+    The output is linear (no tanh, as in the paper); images of real data in [-1, 1] are what it learns.
+    """
+
+    def __init__(
+        self, width: int = 32, max_width: int = 128, channels: int = 3, resolution: int = 32, **mapping: Any
+    ) -> None:
+        base, doublings = base_resolution(resolution)
+        # ws: one per layer (1 + 2 per doubling) and one for the last toRGB
+        super().__init__(num_ws=2 * doublings + 2, **mapping)
+        w_dim = self.w_dim
+        self.channels = channels
+        self.resolution = resolution
+        self.base = base
+        widths = level_widths(width, doublings, max_width)
+        self.const = nn.Parameter(torch.randn(widths[0], self.base, self.base))
+        self.blocks = nn.ModuleList(
+            [SynthesisBlock(widths[0], widths[0], w_dim, self.base, channels, first=True)]
+            + [
+                SynthesisBlock(c_in, c_out, w_dim, self.base * 2 ** (i + 1), channels, first=False)
+                for i, (c_in, c_out) in enumerate(pairwise(widths))
+            ]
+        )
+
+    def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
+        """``(N, channels, resolution, resolution)`` images from ``ws`` of shape ``(N, num_ws, w_dim)``."""
+        self.check_ws(ws)
+        noise_mode = self._noise_mode()
+        x = self.const[None].expand(ws.shape[0], -1, -1, -1)
+        x, image = self.blocks[0](x, None, ws[:, :2], noise_mode)
+        for j, block in enumerate(self.blocks[1:], start=1):
+            x, image = block(x, image, ws[:, 2 * j - 1 : 2 * j + 2], noise_mode)
+        return image
 
 
 class DiscriminatorBlock(nn.Module):
