@@ -1,5 +1,5 @@
 """``ganforge-eval``: FID / KID / IS / precision-recall / density-coverage (and, with ``metrics.scorer.swd=true``,
-SWD) of a checkpoint, samples, or real data.
+SWD; with ``ppl=w|z``, a style-based checkpoint's perceptual path length) of a checkpoint, samples, or real data.
 
     ganforge-eval ckpt=RUN/checkpoints/last.ckpt                      # EMA generator, the run's data
     ganforge-eval samples=samples.npz data=fashion_mnist metrics/features=domain
@@ -23,8 +23,22 @@ from omegaconf import DictConfig, open_dict
 
 from ganforge.config import build, generator_from_checkpoint, load_checkpoint
 from ganforge.errors import GanforgeError
-from ganforge.generation import check_truncation, class_major_labels, generate_batches, resolve_device
+from ganforge.generation import (
+    StyleMixing,
+    check_truncation,
+    class_major_labels,
+    generate_batches,
+    resolve_device,
+)
+from ganforge.metrics.features import FeatureExtractor
 from ganforge.metrics.image_metrics import reference_scorer, score_images, split_images, split_labels
+from ganforge.metrics.path_length import (
+    DISTANCES,
+    feature_distance,
+    lpips_distance,
+    path_lengths,
+    perceptual_path_length,
+)
 
 
 def load_samples(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -58,14 +72,15 @@ def _generated(cfg: DictConfig, device: torch.device) -> Scored:
     if sum(bool(x) for x in (cfg.ckpt, cfg.samples, cfg.floor)) != 1:
         raise GanforgeError("give exactly one of ckpt=PATH, samples=PATH.npz or floor=true")
     truncation = cfg.get("truncation")
-    if truncation is not None and not cfg.ckpt:
-        raise GanforgeError("truncation= draws a checkpoint's latents: use it with ckpt=PATH (or drop it)")
+    for option, given in (("truncation=", truncation is not None), ("mixing=true", cfg.get("mixing"))):
+        if given and not cfg.ckpt:
+            raise GanforgeError(f"{option} draws a checkpoint's latents: use it with ckpt=PATH (or drop it)")
     check_truncation(truncation)
     if cfg.ckpt:
-        generator, run_cfg = generator_from_checkpoint(load_checkpoint(cfg.ckpt), ema=cfg.ema)
-        # What generator_from_checkpoint loaded: G itself when the run kept no EMA copy (ema_decay=null).
-        kind = "EMA generator" if cfg.ema and run_cfg.get("ema_decay") is not None else "generator"
+        generator, kind, run_cfg = checkpoint_generator(cfg)
         truncated = "" if truncation is None else f", every |z_i| resampled below {truncation}"
+        if cfg.get("mixing"):
+            generator, truncated = StyleMixing(generator), truncated + ", styles mixed from two latents"
         what = f"{m.n_samples} samples of the {kind} of {cfg.ckpt} (latent seed {m.seed}{truncated})"
         data = cfg.get("data") or run_cfg.data
         num_classes = getattr(generator, "num_classes", None)
@@ -96,6 +111,35 @@ def _generated(cfg: DictConfig, device: torch.device) -> Scored:
     return real, m.n_samples, what, cfg.data, real_labels
 
 
+def checkpoint_generator(cfg: DictConfig) -> tuple[torch.nn.Module, str, DictConfig]:
+    """The generator ``ganforge-eval`` scores (the EMA copy unless ``ema=false``), what it is, and its run's config."""
+    generator, run_cfg = generator_from_checkpoint(load_checkpoint(cfg.ckpt), ema=cfg.ema)
+    # What generator_from_checkpoint loaded: G itself when the run kept no EMA copy (ema_decay=null).
+    kind = "EMA generator" if cfg.ema and run_cfg.get("ema_decay") is not None else "generator"
+    return generator, kind, run_cfg
+
+
+def path_length(cfg: DictConfig, extractor: FeatureExtractor, device: torch.device) -> tuple[float, dict[str, Any]]:
+    """Perceptual path length of the checkpoint's generator in ``cfg.ppl``'s space, and its protocol."""
+    if not cfg.ckpt:
+        raise GanforgeError("ppl= walks a checkpoint's latent space: use it with ckpt=PATH (or drop it)")
+    p = cfg.path_length
+    if p.distance not in DISTANCES:
+        raise GanforgeError(f"path_length.distance={p.distance!r}: choose one of {', '.join(DISTANCES)}")
+    generator, kind, _ = checkpoint_generator(cfg)
+    distance = feature_distance(extractor) if p.distance == "features" else lpips_distance(p.lpips_net)
+    values = path_lengths(
+        generator.to(device), distance, p.n, cfg.ppl, p.sampling, p.epsilon, cfg.metrics.seed,
+        cfg.metrics.batch_size, device,
+    )  # fmt: skip
+    space = f"{extractor.identity} features, squared distance" if p.distance == "features" else f"LPIPS {p.lpips_net}"
+    protocol = {
+        "space": cfg.ppl, "sampling": p.sampling, "epsilon": p.epsilon, "n": p.n, "distance": space,
+        "generator": kind, "seed": cfg.metrics.seed, "kept": "values inside the 1st-99th percentile",
+    }  # fmt: skip
+    return perceptual_path_length(values), protocol
+
+
 @torch.no_grad()
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score the configured images; returns ``{"metrics": ..., "protocol": ...}`` (also written as JSON)."""
@@ -114,6 +158,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )  # fmt: skip
     metrics = score_images(scorer, extractor, images, device, labels, n=n)
     result = {"metrics": metrics, "protocol": {"generated": what, "n_generated": n, **scorer.protocol()}}
+    if cfg.get("ppl"):
+        metrics[f"ppl_{cfg.ppl}"], result["protocol"]["path_length"] = path_length(cfg, extractor, device)
     out = Path(cfg.out or default_out(cfg, datamodule.name, extractor.identity.split(":")[0])).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -123,3 +124,33 @@ def at_full_resolution(images: torch.Tensor, resolution: int | None) -> torch.Te
     if resolution is None or images.dim() != 4 or images.shape[-1] >= resolution:
         return images
     return nn.functional.interpolate(images, size=(resolution, resolution), mode="nearest")
+
+
+class StyleMixing(nn.Module):
+    """A style-based generator whose every sample takes its styles from two latents: the first ``c`` ws from one,
+    the rest from the other, at a crossover ``c`` uniform in [1, num_ws) (style mixing as training does it; the
+    paper's mixing FID scores such samples). Both latents and the crossover ride in one latent vector of
+    ``2 * latent_dim + 1`` numbers (the last, a standard normal value, picks the crossover through its CDF), so
+    seeded sampling and the metrics treat it as any generator."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        if not (hasattr(generator, "mapping") and hasattr(generator, "synthesis")):
+            raise ConfigError(
+                f"mixing=true mixes the styles of a style-based generator (model=stylegan or stylegan2); "
+                f"{type(generator).__name__} has none"
+            )
+        self.generator = generator
+        self.latent_dim = 2 * cast(int, generator.latent_dim) + 1
+        self.num_classes = getattr(generator, "num_classes", None)
+        self.resolution = getattr(generator, "resolution", None)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        style = cast(Any, self.generator)
+        first, second, u = z.split([style.latent_dim, style.latent_dim, 1], dim=1)
+        ws, other = style.mapping(first, y), style.mapping(second, y)
+        num_ws = ws.shape[1]
+        uniform = 0.5 * (1 + torch.erf(u[:, 0] / math.sqrt(2.0)))
+        crossover = (1 + (uniform * (num_ws - 1)).floor()).clamp(1, num_ws - 1)
+        from_first = torch.arange(num_ws, device=z.device)[None] < crossover[:, None]
+        return style.synthesis(torch.where(from_first[..., None], ws, other))
