@@ -317,6 +317,29 @@ def test_truncation_scores_each_threshold_and_judges_amenability(tmp_path: Path)
     assert (tmp_path / "out" / "truncation.png").stat().st_size > 0
 
 
+@pytest.mark.slow
+def test_style_space_scores_path_lengths_and_the_mixing_penalty(tmp_path: Path) -> None:
+    """A 3-step fmnist_stylegan: its row holds the three evaluations' numbers, the penalty their difference."""
+    subprocess.run(
+        [str(Path(sys.executable).with_name("ganforge-train")), "experiment=fmnist_stylegan", "max_gen_steps=3",
+         "data.resolution=16", "model.generator.width=4", "model.discriminator.width=4", "~callbacks.image_metrics",
+         f"paths.output_dir={tmp_path / 'run'}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    counts = ["metrics.n_samples=100", "metrics.n_real=100", "metrics.batch_size=50", "path_length.n=50"]
+    out = run_benchmark(
+        "style_space.py", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "out"),
+        "--eval", *counts, "metrics.scorer.kid_subset_size=50",
+    )  # fmt: skip
+    ((name, row),) = json.loads((tmp_path / "out" / "style_space.json").read_text())["rows"].items()
+    mixed = json.loads((tmp_path / "out" / f"{name}_mixed.json").read_text())["metrics"]
+    in_z = json.loads((tmp_path / "out" / f"{name}_z.json").read_text())["metrics"]
+    assert row["mixing_fid"] == mixed["fid"] and row["ppl_z"] == in_z["ppl_z"]
+    assert row["mixing_penalty"] == pytest.approx(row["mixing_fid"] - row["fid"])
+    line = next(line for line in out.splitlines() if line.startswith(f"| {name} |"))
+    assert f"| {row['ppl_w']:.4g} | {row['ppl_z']:.4g} |" in line
+
+
 def test_singan_trains_scores_every_start_scale_and_draws_the_figure(tmp_path: Path) -> None:
     """SinGAN on a 40-px photo, 3 levels of 2 steps: the reconstruction PSNR, one row per start scale (the last
     level's start redraws only it), the wall time and the figure."""
