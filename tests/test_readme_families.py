@@ -202,10 +202,10 @@ def test_a_missing_thumbnail_is_reported(raw: dict[str, Any], repo: dict[str, An
 
 
 def test_a_link_to_a_missing_heading_is_reported(raw: dict[str, Any], repo: dict[str, Any]) -> None:
-    readme = repo["readme"].replace("## StyleGAN, StyleGAN2 and augmentation", "## StyleGAN2")
+    readme = repo["readme"].replace("## The StyleGAN family and augmentation", "## StyleGAN2")
     assert problems_of(raw, repo, readme=readme) == [
-        f"{name}: README.md has no heading with the anchor #stylegan-stylegan2-and-augmentation"
-        for name in ("StyleGAN", "StyleGAN2 (+ ADA, DiffAugment)")
+        f"{name}: README.md has no heading with the anchor #the-stylegan-family-and-augmentation"
+        for name in ("StyleGAN", "StyleGAN3", "StyleGAN2 (+ ADA, DiffAugment)")
     ]
 
 

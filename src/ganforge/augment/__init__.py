@@ -27,6 +27,7 @@ class Augmentation(nn.Module):
 
 # After the base class: the implementations import it from here.
 from ganforge.augment.ada import ADA  # noqa: E402
+from ganforge.augment.blur import FadingBlur  # noqa: E402
 from ganforge.augment.diffaugment import DiffAugment  # noqa: E402
 
-__all__ = ["ADA", "Augmentation", "DiffAugment"]
+__all__ = ["ADA", "Augmentation", "DiffAugment", "FadingBlur"]

@@ -8,6 +8,7 @@ from ganforge.nets.pyramid import LevelDiscriminator, LevelGenerator, PyramidDis
 from ganforge.nets.sagan import SAGANDiscriminator, SAGANGenerator
 from ganforge.nets.stylegan import StyleGANGenerator
 from ganforge.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from ganforge.nets.stylegan3 import StyleGAN3Generator
 from ganforge.nets.translation import PatchDiscriminator, ResnetGenerator, SRResNetGenerator, UNetGenerator
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "SRResNetGenerator",
     "StyleGAN2Discriminator",
     "StyleGAN2Generator",
+    "StyleGAN3Generator",
     "StyleGANGenerator",
     "UNetGenerator",
 ]

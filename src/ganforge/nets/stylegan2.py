@@ -70,7 +70,12 @@ def downsample2(x: torch.Tensor) -> torch.Tensor:
 
 
 def modulated_conv2d(
-    x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True, eps: float = 1e-8
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    demodulate: bool = True,
+    eps: float = 1e-8,
+    padding: int | None = None,
 ) -> torch.Tensor:
     """StyleGAN2's modulated convolution: sample ``i``'s kernel is ``weight`` with input channel ``c``
     scaled by ``styles[i, c]`` and, with ``demodulate``, each output channel's kernel rescaled to unit L2
@@ -80,9 +85,10 @@ def modulated_conv2d(
     and the demodulation factor ``1 / sqrt(sum_c styles[i, c]^2 * sum_k weight[o, c, k]^2)`` scales the
     outputs; the same linear map as the per-sample (grouped) convolution, 1.4x faster over fmnist_stylegan2's G
     on one CPU thread (3-6x at 4x4 and 8x8, slower only at 32x32; ``benchmarks/modulated_conv.py``,
-    RESULTS.md). ``padding`` keeps the size (odd kernels).
+    RESULTS.md). ``padding`` defaults to keeping the size (odd kernels).
     """
-    out = F.conv2d(x * styles[:, :, None, None], weight, padding=weight.shape[-1] // 2)
+    padding = weight.shape[-1] // 2 if padding is None else padding
+    out = F.conv2d(x * styles[:, :, None, None], weight, padding=padding)
     if demodulate:
         energy = styles.square() @ weight.square().sum(dim=(2, 3)).T  # N, C_out
         out = out * torch.rsqrt(energy + eps)[:, :, None, None]
