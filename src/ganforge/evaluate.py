@@ -1,5 +1,6 @@
 """``ganforge-eval``: FID / KID / IS / precision-recall / density-coverage (and, with ``metrics.scorer.swd=true``,
-SWD; with ``ppl=w|z``, a style-based checkpoint's perceptual path length) of a checkpoint, samples, or real data.
+SWD; with ``ppl=w|z``, a style-based checkpoint's perceptual path length; with ``equivariance=t|t_frac|r``, a
+StyleGAN3's EQ-T / EQ-T_frac / EQ-R) of a checkpoint, samples, or real data.
 
     ganforge-eval ckpt=RUN/checkpoints/last.ckpt                      # EMA generator, the run's data
     ganforge-eval samples=samples.npz data=fashion_mnist metrics/features=domain
@@ -30,6 +31,7 @@ from ganforge.generation import (
     generate_batches,
     resolve_device,
 )
+from ganforge.metrics.equivariance import equivariance
 from ganforge.metrics.features import FeatureExtractor
 from ganforge.metrics.image_metrics import reference_scorer, score_images, split_images, split_labels
 from ganforge.metrics.path_length import (
@@ -160,6 +162,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     result = {"metrics": metrics, "protocol": {"generated": what, "n_generated": n, **scorer.protocol()}}
     if cfg.get("ppl"):
         metrics[f"ppl_{cfg.ppl}"], result["protocol"]["path_length"] = path_length(cfg, extractor, device)
+    if cfg.get("equivariance"):
+        if not cfg.ckpt:
+            raise GanforgeError("equivariance= moves a checkpoint's generator input: use it with ckpt=PATH")
+        generator, kind, _ = checkpoint_generator(cfg)
+        n_eq = cfg.equivariance_n
+        metrics[f"eq_{cfg.equivariance}"] = equivariance(
+            generator.to(device), cfg.equivariance, n_eq, cfg.metrics.seed, cfg.metrics.batch_size, device
+        )
+        result["protocol"]["equivariance"] = {"kind": cfg.equivariance, "n": n_eq, "generator": kind, "peak": 2.0}
     out = Path(cfg.out or default_out(cfg, datamodule.name, extractor.identity.split(":")[0])).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
