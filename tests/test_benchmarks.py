@@ -340,6 +340,33 @@ def test_style_space_scores_path_lengths_and_the_mixing_penalty(tmp_path: Path) 
     assert f"| {row['ppl_w']:.4g} | {row['ppl_z']:.4g} |" in line
 
 
+@pytest.mark.slow
+def test_equivariance_scores_initialisations_and_checkpoints(tmp_path: Path) -> None:
+    """Two seeds of a tiny fmnist_stylegan3 at initialisation (mean ± s.e. of the seeds' values) and a 1-step
+    checkpoint of it: every row holds EQ-T, EQ-T_frac and EQ-R as computed for its generator."""
+    tiny = ["model.generator.width=1", "model.generator.max_width=4", "model.generator.num_layers=3"]
+    subprocess.run(
+        [str(Path(sys.executable).with_name("ganforge-train")), "experiment=fmnist_stylegan3", "max_gen_steps=1",
+         *tiny, "model.generator.num_critical=1", "model.discriminator.width=4", "~callbacks.image_metrics",
+         f"paths.output_dir={tmp_path / 'run'}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    entry = "fmnist_stylegan3 " + " ".join([*tiny, "model.generator.num_critical=1"])
+    out = run_benchmark(
+        "equivariance.py", "--init", entry, "--seeds", "0", "1", "--ckpts", str(ckpt), "--n", "2",
+        "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    rows = json.loads((tmp_path / "out" / "equivariance.json").read_text())["rows"]
+    seeds = rows[f"{entry}, at initialisation"]
+    assert len(seeds) == 2 and seeds[0] != seeds[1]
+    frac = [run["t_frac"] for run in seeds]
+    mean, error = np.mean(frac), np.std(frac, ddof=1) / np.sqrt(2)
+    assert f"| {mean:.2f} ± {error:.2f} |" in out
+    (trained,) = rows[str(ckpt)]
+    assert set(trained) == {"t", "t_frac", "r"} and all(v > 0 for v in trained.values())
+
+
 def test_singan_trains_scores_every_start_scale_and_draws_the_figure(tmp_path: Path) -> None:
     """SinGAN on a 40-px photo, 3 levels of 2 steps: the reconstruction PSNR, one row per start scale (the last
     level's start redraws only it), the wall time and the figure."""
