@@ -16,7 +16,7 @@ from torch import nn
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.evaluate import evaluate
 from ganforge.metrics.equivariance import equivariance, resample, transform_matrix
-from ganforge.nets import DCGANGenerator, StyleGAN3Generator
+from ganforge.nets import DCGANGenerator, StyleGAN2Generator, StyleGAN3Generator
 from ganforge.train import train
 from tests.conftest import Compose, compose_config
 from tests.test_stylegan3 import STYLEGAN3
@@ -111,6 +111,11 @@ def test_a_stylegan3_is_scored_and_other_generators_refused() -> None:
     with pytest.raises(ConfigError, match="choose t"):
         equivariance(g, "x")
     assert F.mse_loss(g(torch.randn(2, 4)), g(torch.randn(2, 4))) > 0
+    fourier = StyleGAN2Generator(latent_dim=4, w_dim=4, mapping_layers=1, width=2, max_width=8, channels=1,
+                                 resolution=32, input="fourier")  # fmt: skip
+    assert not hasattr(fourier, "const") and math.isfinite(equivariance(fourier, "t", n=2))
+    with pytest.raises(ConfigError, match="choose const"):
+        StyleGAN2Generator(input="noise")
 
 
 @pytest.mark.slow

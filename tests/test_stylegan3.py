@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from ganforge.augment import FadingBlur
 from ganforge.config import load_checkpoint
 from ganforge.errors import ConfigError
+from ganforge.nets.fourier import FourierInput
 from ganforge.nets.stylegan3 import (
-    FourierInput,
     StyleGAN3Generator,
     filtered_lrelu,
     layer_schedule,

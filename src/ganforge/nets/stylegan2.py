@@ -39,11 +39,13 @@ from torch import nn
 
 from ganforge.errors import ConfigError
 from ganforge.nets.conditioning import label_code
+from ganforge.nets.fourier import FourierInput
 from ganforge.nets.layers import base_resolution, level_widths
 from ganforge.nets.progan import MinibatchStdDev, PixelNorm, conv, equalized
 
 SQRT2 = math.sqrt(2.0)
 NOISE_MODES = ("auto", "random", "const", "none")
+INPUTS = ("const", "fourier")
 
 
 def lrelu(x: torch.Tensor) -> torch.Tensor:
@@ -309,15 +311,24 @@ class StyleBasedGenerator(nn.Module):
 class StyleGAN2Generator(StyleBasedGenerator):
     """The mapping network (:class:`StyleBasedGenerator`, which takes the ``mapping`` keywords: ``latent_dim``,
     ``w_dim``, ``num_classes``, ...), then StyleGAN2's synthesis network ``ws -> image`` at ``resolution`` (a base
-    of 4 to 7 pixels doubled, see :func:`base_resolution`): a learned constant, one block per resolution of
-    modulated convolutions, skip-connected toRGB outputs.
+    of 4 to 7 pixels doubled, see :func:`base_resolution`): a learned constant (``input=fourier``: StyleGAN3's
+    Fourier features on the base grid, whose transform can move the image, the paper's baseline for equivariance),
+    one block per resolution of modulated convolutions, skip-connected toRGB outputs.
 
     The output is linear (no tanh, as in the paper); images of real data in [-1, 1] are what it learns.
     """
 
     def __init__(
-        self, width: int = 32, max_width: int = 128, channels: int = 3, resolution: int = 32, **mapping: Any
+        self,
+        width: int = 32,
+        max_width: int = 128,
+        channels: int = 3,
+        resolution: int = 32,
+        input: str = "const",
+        **mapping: Any,
     ) -> None:
+        if input not in INPUTS:
+            raise ConfigError(f"model.generator.input={input!r}: choose const (StyleGAN2's) or fourier (StyleGAN3's)")
         base, doublings = base_resolution(resolution)
         # ws: one per layer (1 + 2 per doubling) and one for the last toRGB
         super().__init__(num_ws=2 * doublings + 2, **mapping)
@@ -326,7 +337,10 @@ class StyleGAN2Generator(StyleBasedGenerator):
         self.resolution = resolution
         self.base = base
         widths = level_widths(width, doublings, max_width)
-        self.const = nn.Parameter(torch.randn(widths[0], self.base, self.base))
+        if input == "const":
+            self.const = nn.Parameter(torch.randn(widths[0], self.base, self.base))
+        else:  # the base grid spans the image, frequencies up to a quarter of its sampling rate
+            self.input = FourierInput(w_dim, widths[0], self.base, sampling_rate=self.base, bandwidth=self.base / 4)
         self.blocks = nn.ModuleList(
             [SynthesisBlock(widths[0], widths[0], w_dim, self.base, channels, first=True)]
             + [
@@ -339,7 +353,7 @@ class StyleGAN2Generator(StyleBasedGenerator):
         """``(N, channels, resolution, resolution)`` images from ``ws`` of shape ``(N, num_ws, w_dim)``."""
         self.check_ws(ws)
         noise_mode = self._noise_mode()
-        x = self.const[None].expand(ws.shape[0], -1, -1, -1)
+        x = self.input(ws[:, 0]) if hasattr(self, "input") else self.const[None].expand(ws.shape[0], -1, -1, -1)
         x, image = self.blocks[0](x, None, ws[:, :2], noise_mode)
         for j, block in enumerate(self.blocks[1:], start=1):
             x, image = block(x, image, ws[:, 2 * j - 1 : 2 * j + 2], noise_mode)
