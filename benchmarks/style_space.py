@@ -11,7 +11,9 @@ paths differ far more), and mixing regularization makes mixed styles cost less F
     .venv/bin/python benchmarks/style_space.py RUN_A/checkpoints/last.ckpt RUN_B/checkpoints/last.ckpt
     .venv/bin/python benchmarks/style_space.py CKPT --eval path_length.sampling=full path_length.n=2000
 
-Writes ``<out>/style_space.json`` and prints the Markdown table of benchmarks/RESULTS.md.
+Writes ``<out>/style_space.json`` and prints the Markdown table of benchmarks/RESULTS.md; ``--figure PATH`` also
+draws the first checkpoint's style-mixing grid (the paper's Figure 3: coarse styles from a top row, the rest from a
+left column).
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torchvision.utils import save_image
+
+from ganforge.config import generator_from_checkpoint, load_checkpoint
+from ganforge.generation import at_full_resolution
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL = Path(sys.executable).with_name("ganforge-eval")
@@ -50,6 +59,27 @@ def score(ckpt: Path, out: Path, extra: list[str]) -> dict[str, float]:
     }
 
 
+@torch.no_grad()
+def mixing_grid(ckpt: Path, path: Path, n: int = 5, crossover: int | None = None, seed: int = 0) -> None:
+    """The paper's Figure 3: a row of source images B, a column of source images A, and in cell (A, B) the image
+    whose first ``crossover`` ws (the coarse styles; default half of them) come from B and the rest from A."""
+    generator, _ = generator_from_checkpoint(load_checkpoint(ckpt))
+    style = cast(Any, generator.eval())
+    rng = torch.Generator().manual_seed(seed)
+    ws_a, ws_b = (style.mapping(torch.randn(n, style.latent_dim, generator=rng)) for _ in range(2))
+    c = crossover or style.num_ws // 2
+
+    def draw(ws: torch.Tensor) -> torch.Tensor:
+        return at_full_resolution(style.synthesis(ws), style.resolution).clamp(-1, 1)
+
+    rows = [torch.cat([torch.full_like(draw(ws_b[:1]), -1.0), draw(ws_b)])]
+    for i in range(n):
+        mixed = torch.cat([ws_b[:, :c], ws_a[i : i + 1, c:].expand(n, -1, -1)], dim=1)
+        rows.append(torch.cat([draw(ws_a[i : i + 1]), draw(mixed)]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(torch.cat(rows), path, nrow=n + 1, padding=2, normalize=True, value_range=(-1, 1))
+
+
 def markdown(rows: dict[str, dict[str, float]]) -> str:
     lines = [
         "| checkpoint | FID | FID, styles mixed | mixing penalty | PPL in W | PPL in Z | W below Z |",
@@ -69,7 +99,11 @@ def main() -> None:
     parser.add_argument("ckpts", nargs="+", type=Path, help="checkpoints of style-based generators")
     parser.add_argument("--eval", nargs="*", default=[], help="extra ganforge-eval overrides for every evaluation")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "style_space")
+    parser.add_argument("--figure", type=Path, help="draw the first checkpoint's style-mixing grid here (a PNG)")
+    parser.add_argument("--crossover", type=int, help="ws the grid takes from the top row (default: half)")
     args = parser.parse_args()
+    if args.figure:
+        mixing_grid(args.ckpts[0], args.figure, crossover=args.crossover)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = {run_name(ckpt): score(ckpt, args.out, args.eval) for ckpt in args.ckpts}
     record = {"ckpts": [str(c) for c in args.ckpts], "eval_overrides": args.eval, "rows": rows}

@@ -329,8 +329,10 @@ def test_style_space_scores_path_lengths_and_the_mixing_penalty(tmp_path: Path) 
     counts = ["metrics.n_samples=100", "metrics.n_real=100", "metrics.batch_size=50", "path_length.n=50"]
     out = run_benchmark(
         "style_space.py", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "out"),
-        "--eval", *counts, "metrics.scorer.kid_subset_size=50",
+        "--figure", str(tmp_path / "mixing.png"), "--eval", *counts, "metrics.scorer.kid_subset_size=50",
     )  # fmt: skip
+    grid = np.asarray(Image.open(tmp_path / "mixing.png"))
+    assert grid.shape[:2] == (6 * 18 + 2, 6 * 18 + 2)  # 6 x 6 cells of 16 px with 2 px of padding
     ((name, row),) = json.loads((tmp_path / "out" / "style_space.json").read_text())["rows"].items()
     mixed = json.loads((tmp_path / "out" / f"{name}_mixed.json").read_text())["metrics"]
     in_z = json.loads((tmp_path / "out" / f"{name}_z.json").read_text())["metrics"]
