@@ -126,7 +126,7 @@ def test_generator_shapes_and_refusals(config: str) -> None:
     torch.manual_seed(0)
     options = dict(channels=1, resolution=16, num_layers=4, num_critical=1, width=2, max_width=16)
     g = StyleGAN3Generator(config=config, latent_dim=8, w_dim=8, mapping_layers=2, **options)  # type: ignore[arg-type]
-    assert g.num_ws == 5
+    assert g.num_ws == 6 and len(g.layers) == 5  # the input's w and one per layer (layer 0 included)
     assert g(torch.randn(2, 8)).shape == (2, 1, 16, 16)
     kernels = {layer.weight.shape[-1] for layer in g.layers[:-1]}
     assert kernels == ({1} if config == "r" else {3})

@@ -132,7 +132,8 @@ def filtered_lrelu(
 
 
 class AliasFreeLayer(nn.Module):
-    """Synthesis layer ``index`` of ``plan`` (:func:`layer_schedule`): a modulated convolution (no padding) of the
+    """Synthesis layer ``index`` of ``plan`` (:func:`layer_schedule`; it reads entry ``index - 1``, layer 0 entry
+    0, and writes entry ``index``): a modulated convolution (no padding) of the
     input, normalised by the running mean of its squared magnitude, then :func:`filtered_lrelu` from the input's
     sampling rate and cutoff to the output's (the toRGB layer: a 1x1 convolution without demodulation, the
     nonlinearity's filters and gain left out)."""
@@ -152,7 +153,7 @@ class AliasFreeLayer(nn.Module):
         magnitude_ema_beta: float = 0.999,
     ) -> None:
         super().__init__()
-        i, o = index - 1, index  # the plan's entries of the input (entry 0: the Fourier features) and the output
+        i, o = max(index - 1, 0), index  # the plan's entries this layer reads and writes (layer 0: 0 to 0)
         in_channels, out_channels = int(plan["channels"][i]), int(plan["channels"][o])
         in_size, out_size = int(plan["sizes"][i]), int(plan["sizes"][o])
         in_rate, out_rate = float(plan["rates"][i]), float(plan["rates"][o])
@@ -220,10 +221,11 @@ def layer_schedule(
 
 class StyleGAN3Generator(StyleBasedGenerator):
     """The mapping network (:class:`StyleBasedGenerator`, its ``mapping`` keywords), then the alias-free synthesis
-    network: :class:`FourierInput`, ``num_layers`` :class:`AliasFreeLayer` (the last one toRGB), times
+    network: :class:`FourierInput`, ``num_layers + 1`` :class:`AliasFreeLayer` (layer 0 at the input's rate and
+    cutoff, layer k from entry k - 1 of :func:`layer_schedule` to entry k, the last one toRGB), times
     ``output_scale``. ``config`` ``t`` (translation equivariance: 3x3 convolutions, separable filters) or ``r``
     (rotation too: 1x1 convolutions, radially symmetric downsampling filters outside the critically sampled layers,
-    twice the channels). ``num_ws`` is ``num_layers + 1`` (the input's and each layer's)."""
+    twice the channels). ``num_ws`` is ``num_layers + 2`` (the input's and each layer's), as in the paper."""
 
     def __init__(
         self,
@@ -249,7 +251,7 @@ class StyleGAN3Generator(StyleBasedGenerator):
             raise ConfigError(
                 f"model.generator.num_critical={num_critical} must be between 0 and num_layers={num_layers}"
             )
-        super().__init__(num_ws=num_layers + 1, **mapping)
+        super().__init__(num_ws=num_layers + 2, **mapping)
         self.config, self.channels, self.resolution, self.output_scale = config, channels, resolution, output_scale
         rotation = config == "r"
         scale = 2 if rotation else 1
@@ -276,7 +278,7 @@ class StyleGAN3Generator(StyleBasedGenerator):
                 filter_size=filter_size,
                 lrelu_upsampling=lrelu_upsampling,
             )
-            for i in range(1, num_layers + 1)
+            for i in range(num_layers + 1)
         )
 
     def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
