@@ -63,10 +63,16 @@ def resample(images: torch.Tensor, transform: torch.Tensor) -> tuple[torch.Tenso
     grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(-1, 2) / w  # (HW, 2), units of width
     inverse = torch.linalg.inv(transform)
     source = (grid @ inverse[:2, :2].T + inverse[:2, 2]) * w + torch.tensor([(w - 1) / 2, (h - 1) / 2])  # pixels
-    weights_x = _kernel(source[:, 0:1] - torch.arange(w, dtype=torch.float64))  # (HW, W)
-    weights_y = _kernel(source[:, 1:2] - torch.arange(h, dtype=torch.float64))  # (HW, H)
-    matrix = (weights_y[:, :, None] * weights_x[:, None, :]).reshape(h * w, h * w)
-    moved = (images.flatten(2).double() @ matrix.T).reshape(n, c, h, w).to(images.dtype)
+    # The kernel's 2 RADIUS taps per axis around each source point; taps off the image weigh nothing.
+    taps = source.floor()[:, :, None] + torch.arange(1 - RADIUS, RADIUS + 1, dtype=torch.float64)  # (HW, 2, 2R)
+    weights = _kernel(source[:, :, None] - taps)
+    limits = torch.tensor([w, h], dtype=torch.float64)[None, :, None]
+    weights = weights * ((taps >= 0) & (taps < limits))
+    index = taps.clamp(min=0).minimum(limits - 1).long()
+    pixels = (index[:, 1, :, None] * w + index[:, 0, None, :]).reshape(-1)  # (HW * 2R * 2R,) row-major
+    values = images.flatten(2).double()[:, :, pixels].reshape(n, c, h * w, 2 * RADIUS, 2 * RADIUS)
+    moved = torch.einsum("ncpyx,py,px->ncp", values, weights[:, 1], weights[:, 0])
+    moved = moved.reshape(n, c, h, w).to(images.dtype)
     inside = (source[:, 0] >= RADIUS - 1) & (source[:, 0] <= w - RADIUS) & (source[:, 1] >= RADIUS - 1)
     inside &= source[:, 1] <= h - RADIUS
     return moved, inside.reshape(h, w)
