@@ -31,6 +31,13 @@ def run_benchmark(script: str, *args: str) -> str:
     return result.stdout
 
 
+def train(run: Path, *overrides: str) -> None:
+    """A short ``ganforge-train`` whose whole run folder (train.log included) is ``run``, never the repo's outputs/."""
+    command = [str(Path(sys.executable).with_name("ganforge-train")), *overrides, f"hydra.run.dir={run}"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_throughput_runs_both_loops_and_prints_the_ratio() -> None:
     override = [arg for o in TINY_NETS for arg in ("--override", o)]
     out = run_benchmark(
@@ -297,12 +304,14 @@ def test_stacked_mnist_trains_every_pack_size_for_equal_steps_and_tabulates_the_
 @pytest.mark.slow
 def test_truncation_scores_each_threshold_and_judges_amenability(tmp_path: Path) -> None:
     """A 3-step fmnist_biggan scored untruncated and at two thresholds: one row per threshold, a verdict, a figure."""
-    subprocess.run(
-        [str(Path(sys.executable).with_name("ganforge-train")), "experiment=fmnist_biggan", "max_gen_steps=3",
-         "model.generator.width=4", "model.discriminator.width=4", "~callbacks.image_metrics",
-         f"paths.output_dir={tmp_path / 'run'}"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    train(
+        tmp_path / "run",
+        "experiment=fmnist_biggan",
+        "max_gen_steps=3",
+        "model.generator.width=4",
+        "model.discriminator.width=4",
+        "~callbacks.image_metrics",
+    )
     counts = ["metrics.n_samples=100", "metrics.n_real=100", "metrics.batch_size=50"]
     out = run_benchmark(
         "truncation.py", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--thresholds", "1", "0.25",
@@ -320,12 +329,15 @@ def test_truncation_scores_each_threshold_and_judges_amenability(tmp_path: Path)
 @pytest.mark.slow
 def test_style_space_scores_path_lengths_and_the_mixing_penalty(tmp_path: Path) -> None:
     """A 3-step fmnist_stylegan: its row holds the three evaluations' numbers, the penalty their difference."""
-    subprocess.run(
-        [str(Path(sys.executable).with_name("ganforge-train")), "experiment=fmnist_stylegan", "max_gen_steps=3",
-         "data.resolution=16", "model.generator.width=4", "model.discriminator.width=4", "~callbacks.image_metrics",
-         f"paths.output_dir={tmp_path / 'run'}"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    train(
+        tmp_path / "run",
+        "experiment=fmnist_stylegan",
+        "max_gen_steps=3",
+        "data.resolution=16",
+        "model.generator.width=4",
+        "model.discriminator.width=4",
+        "~callbacks.image_metrics",
+    )
     counts = ["metrics.n_samples=100", "metrics.n_real=100", "metrics.batch_size=50", "path_length.n=50"]
     out = run_benchmark(
         "style_space.py", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "out"),
@@ -347,12 +359,15 @@ def test_equivariance_scores_initialisations_and_checkpoints(tmp_path: Path) -> 
     """Two seeds of a tiny fmnist_stylegan3 at initialisation (mean ± s.e. of the seeds' values) and a 1-step
     checkpoint of it: every row holds EQ-T, EQ-T_frac and EQ-R as computed for its generator."""
     tiny = ["model.generator.width=1", "model.generator.max_width=4", "model.generator.num_layers=3"]
-    subprocess.run(
-        [str(Path(sys.executable).with_name("ganforge-train")), "experiment=fmnist_stylegan3", "max_gen_steps=1",
-         *tiny, "model.generator.num_critical=1", "model.discriminator.width=4", "~callbacks.image_metrics",
-         f"paths.output_dir={tmp_path / 'run'}"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    train(
+        tmp_path / "run",
+        "experiment=fmnist_stylegan3",
+        "max_gen_steps=1",
+        *tiny,
+        "model.generator.num_critical=1",
+        "model.discriminator.width=4",
+        "~callbacks.image_metrics",
+    )
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     entry = "fmnist_stylegan3 " + " ".join([*tiny, "model.generator.num_critical=1"])
     out = run_benchmark(
@@ -392,12 +407,16 @@ def test_singan_trains_scores_every_start_scale_and_draws_the_figure(tmp_path: P
 def test_lapgan_scores_the_full_chain_and_the_real_coarse_level(tmp_path: Path) -> None:
     """A 2-step fmnist_lapgan scored both ways on 100 samples: two rows of metrics, the real-coarse samples built on
     the test images' coarsest level."""
-    subprocess.run(
-        [str(Path(sys.executable).with_name("ganforge-train")), "experiment=fmnist_lapgan", "max_gen_steps=2",
-         "model.generator.coarsest.width=32", "model.discriminator.coarsest.width=16", *TINY_NETS,
-         "~callbacks.image_metrics", "~callbacks.best_checkpoint", f"paths.output_dir={tmp_path / 'run'}"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    train(
+        tmp_path / "run",
+        "experiment=fmnist_lapgan",
+        "max_gen_steps=2",
+        "model.generator.coarsest.width=32",
+        "model.discriminator.coarsest.width=16",
+        *TINY_NETS,
+        "~callbacks.image_metrics",
+        "~callbacks.best_checkpoint",
+    )
     counts = ["metrics.n_real=100", "metrics.batch_size=50", "metrics.scorer.kid_subset_size=50"]
     out = run_benchmark(
         "lapgan.py", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--n", "100", "--out", str(tmp_path / "out"),
