@@ -372,8 +372,17 @@ def test_equivariance_scores_initialisations_and_checkpoints(tmp_path: Path) -> 
     entry = "fmnist_stylegan3 " + " ".join([*tiny, "model.generator.num_critical=1"])
     out = run_benchmark(
         "equivariance.py", "--init", entry, "--seeds", "0", "1", "--ckpts", str(ckpt), "--n", "2",
-        "--out", str(tmp_path / "out"),
+        "--out", str(tmp_path / "out"), "--strip", str(tmp_path / "strip.png"),
     )  # fmt: skip
+    strip = np.asarray(Image.open(tmp_path / "strip.png").convert("L")).astype(float)
+    assert strip.shape == (4 * 66 + 2, 7 * 66 + 2)  # 4 rows of 7 frames, 32 px drawn at 64, 2 px of padding
+
+    def cell(row: int, col: int) -> np.ndarray:
+        return strip[2 + 66 * row : 66 * (row + 1), 2 + 66 * col : 66 * (col + 1)]
+
+    assert np.array_equal(cell(0, 0), cell(2, 0))  # both rows start from the unmoved input
+    assert cell(1, 0).max() == 0 and cell(3, 0).max() == 0  # no move, no error
+    assert cell(1, 6).max() > 0 and not np.array_equal(cell(0, 0), cell(0, 6))
     rows = json.loads((tmp_path / "out" / "equivariance.json").read_text())["rows"]
     seeds = rows[f"{entry}, at initialisation"]
     assert len(seeds) == 2 and seeds[0] != seeds[1]
