@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ganforge.errors import ConfigError
 
@@ -18,9 +19,11 @@ Critic = Callable[[torch.Tensor], torch.Tensor]
 
 
 def input_gradient(critic: Critic, x: torch.Tensor) -> torch.Tensor:
-    """d(sum of critic(x))/dx with the graph kept, flattened per sample: shape (N, features)."""
+    """d(sum of critic(x))/dx with the graph kept, flattened per sample: shape (N, features). Attention runs in
+    PyTorch's math backend here: the fused CPU and GPU kernels have no second derivative (transformer Ds)."""
     x = x.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    with sdpa_kernel(SDPBackend.MATH):
+        (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
     return grad.flatten(1)
 
 

@@ -9,6 +9,7 @@ from ganforge.nets.sagan import SAGANDiscriminator, SAGANGenerator
 from ganforge.nets.stylegan import StyleGANGenerator
 from ganforge.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from ganforge.nets.stylegan3 import StyleGAN3Generator
+from ganforge.nets.transgan import TransGANDiscriminator, TransGANGenerator
 from ganforge.nets.translation import PatchDiscriminator, ResnetGenerator, SRResNetGenerator, UNetGenerator
 
 __all__ = [
@@ -32,5 +33,7 @@ __all__ = [
     "StyleGAN2Generator",
     "StyleGAN3Generator",
     "StyleGANGenerator",
+    "TransGANDiscriminator",
+    "TransGANGenerator",
     "UNetGenerator",
 ]
