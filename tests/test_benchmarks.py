@@ -438,3 +438,16 @@ def test_lapgan_scores_the_full_chain_and_the_real_coarse_level(tmp_path: Path) 
     samples = np.load(tmp_path / "out" / "0_real_coarse.npz")["arr_0"]
     assert samples.shape == (100, 28, 28, 1) and samples.dtype == np.uint8
     assert f"| {row['full']['fid']:.3f} | {row['real_coarse']['fid']:.3f} |" in out
+
+
+def test_attention_memory_measures_full_attention_above_its_windows() -> None:
+    """Grid 16^2, batch 4, 4 heads: the full maps (3 of 4 x 4 x 256^2 floats, 12 MB) dwarf 4x4 windows' (16x less)."""
+    out = run_benchmark(
+        "attention_memory.py", "--grid", "16", "--windows", "16", "4", "--batch", "4", "--repeats", "1"
+    )  # fmt: skip
+    results = json.loads(out.strip().splitlines()[-1])
+    assert set(results) == {"math", "default"}
+    for backend in results.values():
+        assert backend["16"] > 8 and backend["16"] > 3 * backend["4"] > 0
+    full = results["math"]["16"]
+    assert f"| 16 | {full:.1f} | 1.0x |" in out
