@@ -40,6 +40,8 @@ PAIRED = {
     ("game", "pyramid"): ["model=lapgan"],
     ("model", "singan"): ["game=pyramid", "data=single_image", "data.max_side=40"],
     ("data", "single_image"): ["model=singan", "game=pyramid", "data.max_side=40"],
+    ("model", "transgan"): ["data.resolution=32"],  # the paper's CIFAR-10 nets: 16x16 windows, 8-pixel patches
+    ("game", "flowgan"): ["model=flow"],
 }
 OPTIONS = [
     (group, p.name.removesuffix(".yaml"))

@@ -1,6 +1,7 @@
 """``ganforge-eval``: FID / KID / IS / precision-recall / density-coverage (and, with ``metrics.scorer.swd=true``,
 SWD; with ``ppl=w|z``, a style-based checkpoint's perceptual path length; with ``equivariance=t|t_frac|r``, a
-StyleGAN3's EQ-T / EQ-T_frac / EQ-R) of a checkpoint, samples, or real data.
+StyleGAN3's EQ-T / EQ-T_frac / EQ-R; for a flow generator, its test bits per dimension) of a checkpoint, samples,
+or real data.
 
     ganforge-eval ckpt=RUN/checkpoints/last.ckpt                      # EMA generator, the run's data
     ganforge-eval samples=samples.npz data=fashion_mnist metrics/features=domain
@@ -34,6 +35,7 @@ from ganforge.generation import (
 from ganforge.metrics.equivariance import equivariance
 from ganforge.metrics.features import FeatureExtractor
 from ganforge.metrics.image_metrics import reference_scorer, score_images, split_images, split_labels
+from ganforge.metrics.likelihood import bits_per_dim
 from ganforge.metrics.path_length import (
     DISTANCES,
     feature_distance,
@@ -171,6 +173,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             generator.to(device), cfg.equivariance, n_eq, cfg.metrics.seed, cfg.metrics.batch_size, device
         )
         result["protocol"]["equivariance"] = {"kind": cfg.equivariance, "n": n_eq, "generator": kind, "peak": 2.0}
+    if cfg.ckpt and cfg.bits_per_dim_n:
+        generator, kind, _ = checkpoint_generator(cfg)
+        if hasattr(generator, "bits_per_dim"):  # a flow: its exact likelihood of the test split
+            test = split_images(datamodule, "test", cfg.bits_per_dim_n, m.seed, m.batch_size)
+            metrics["bits_per_dim"] = bits_per_dim(generator.to(device), test, m.seed, device)
+            result["protocol"]["bits_per_dim"] = {
+                "split": "test", "n": cfg.bits_per_dim_n, "generator": kind, "seed": m.seed,
+                "dequantization": "uniform noise on the 8-bit levels, one draw per image",
+            }  # fmt: skip
     out = Path(cfg.out or default_out(cfg, datamodule.name, extractor.identity.split(":")[0])).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,6 +1,7 @@
 """Plain ``nn.Module`` generators and discriminators; Hydra builds them via ``_target_``."""
 
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganforge.nets.flow import FlowGenerator
 from ganforge.nets.joint import JointDiscriminator
 from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
 from ganforge.nets.progan import ProGANDiscriminator, ProGANGenerator
@@ -15,6 +16,7 @@ from ganforge.nets.translation import PatchDiscriminator, ResnetGenerator, SRRes
 __all__ = [
     "DCGANDiscriminator",
     "DCGANGenerator",
+    "FlowGenerator",
     "JointDiscriminator",
     "LevelDiscriminator",
     "LevelGenerator",
