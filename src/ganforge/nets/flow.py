@@ -140,7 +140,7 @@ class FlowGenerator(nn.Module):
         self.factored.append((c, h, w))
 
     # The flow itself: y (the logit-space image) <-> z (N, D).
-    def _flows(self, level: int) -> list[nn.Module]:
+    def _flows(self, level: int) -> list[nf.flows.Flow]:
         return list(cast(nn.ModuleList, self.levels[level]))
 
     def to_latent(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
