@@ -153,13 +153,28 @@ def test_ganforge_eval_reports_the_test_bits_per_dim(tiny_cfg: Compose, tmp_path
         "metrics.batch_size=50",
         "metrics.scorer.kid_subset_size=50",
     ]
-    result = evaluate(compose_config("eval", [f"ckpt={ckpt}", *counts, "bits_per_dim_n=60"]))
+    result = evaluate(compose_config("eval", [f"ckpt={ckpt}", *counts, "metrics.bits_per_dim_n=60"]))
     generator, run_cfg = generator_from_checkpoint(load_checkpoint(ckpt))
     expected = bits_per_dim(generator, split_images(build(run_cfg.data), "test", 60, 0, 50), 0, "cpu")
     assert result["metrics"]["bits_per_dim"] == pytest.approx(expected, rel=1e-6)
     assert result["protocol"]["bits_per_dim"]["n"] == 60
     saved = json.loads((tmp_path / "run" / "last_domain_metrics.json").read_text())
     assert saved["metrics"]["bits_per_dim"] == result["metrics"]["bits_per_dim"]
+
+
+def test_training_evaluations_log_the_test_bits_per_dim(tiny_cfg: Compose, tmp_path: Path) -> None:
+    """A flow's image-metric evaluations add bits/dim of metrics.bits_per_dim_n test images, logged and saved with
+    their protocol, equal to the metric on the final EMA generator."""
+    overrides = ["experiment=fmnist_flowgan", *FLOW, "max_gen_steps=2", "metrics.every_n_gen_steps=1"]
+    train(tiny_cfg(*overrides, "metrics.bits_per_dim_n=40"))
+    run = tmp_path / "run"
+    logged = [float(r["metrics/bits_per_dim"]) for r in read_metrics(run) if r.get("metrics/bits_per_dim")]
+    assert len(logged) == 2 and logged[0] != logged[1]
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["metrics"]["bits_per_dim"] == logged[-1] and saved["protocol"]["bits_per_dim"]["n"] == 40
+    generator, run_cfg = generator_from_checkpoint(load_checkpoint(run / "checkpoints" / "last.ckpt"))
+    expected = bits_per_dim(generator, split_images(build(run_cfg.data), "test", 40, 0, 100), 0, "cpu")
+    assert logged[-1] == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.slow

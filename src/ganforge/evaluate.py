@@ -35,7 +35,7 @@ from ganforge.generation import (
 from ganforge.metrics.equivariance import equivariance
 from ganforge.metrics.features import FeatureExtractor
 from ganforge.metrics.image_metrics import reference_scorer, score_images, split_images, split_labels
-from ganforge.metrics.likelihood import bits_per_dim
+from ganforge.metrics.likelihood import test_bits_per_dim
 from ganforge.metrics.path_length import (
     DISTANCES,
     feature_distance,
@@ -173,15 +173,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             generator.to(device), cfg.equivariance, n_eq, cfg.metrics.seed, cfg.metrics.batch_size, device
         )
         result["protocol"]["equivariance"] = {"kind": cfg.equivariance, "n": n_eq, "generator": kind, "peak": 2.0}
-    if cfg.ckpt and cfg.bits_per_dim_n:
+    if cfg.ckpt and m.bits_per_dim_n:
         generator, kind, _ = checkpoint_generator(cfg)
         if hasattr(generator, "bits_per_dim"):  # a flow: its exact likelihood of the test split
-            test = split_images(datamodule, "test", cfg.bits_per_dim_n, m.seed, m.batch_size)
-            metrics["bits_per_dim"] = bits_per_dim(generator.to(device), test, m.seed, device)
-            result["protocol"]["bits_per_dim"] = {
-                "split": "test", "n": cfg.bits_per_dim_n, "generator": kind, "seed": m.seed,
-                "dequantization": "uniform noise on the 8-bit levels, one draw per image",
-            }  # fmt: skip
+            metrics["bits_per_dim"], protocol = test_bits_per_dim(generator, datamodule, m, device)
+            result["protocol"]["bits_per_dim"] = {**protocol, "generator": kind}
     out = Path(cfg.out or default_out(cfg, datamodule.name, extractor.identity.split(":")[0])).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -18,6 +18,7 @@ from ganforge.errors import ConfigError
 from ganforge.generation import class_major_labels, generate_batches
 from ganforge.metrics.features import FeatureExtractor
 from ganforge.metrics.image_metrics import ImageScorer, reference_scorer, score_images
+from ganforge.metrics.likelihood import test_bits_per_dim
 from ganforge.metrics.mode_coverage import mode_coverage
 from ganforge.module import GANModule
 from ganforge.plots import scatter_png
@@ -95,7 +96,8 @@ class ImageMetrics(EveryNGenSteps):
     with ``scorer.swd``, also the SWD of the images' pyramid patches, drawn as the images pass to the extractor).
     For a conditional generator also ``intra_fid`` (mean per-class FID) and, scored by the domain
     classifier, ``class_accuracy``: how often the classifier assigns a generated image to the class
-    it was generated for (classes equally often).
+    it was generated for (classes equally often). For a flow generator also ``bits_per_dim``: its exact
+    likelihood of ``bits_per_dim_n`` test images.
 
     The generated images come from latents seeded by ``seed`` (the same every evaluation); real
     features are cached on disk under ``cache_dir``. Logs ``metrics/<name>`` to every logger
@@ -117,8 +119,10 @@ class ImageMetrics(EveryNGenSteps):
         seed: int = 0,
         cache_dir: str | None = None,
         scorer: dict[str, Any] | None = None,
+        bits_per_dim_n: int = 0,
     ) -> None:
         super().__init__(every_n_gen_steps)
+        self.bits_per_dim_n = bits_per_dim_n
         self.features = features
         self.dirpath = Path(dirpath)
         self.n_samples = n_samples
@@ -132,6 +136,7 @@ class ImageMetrics(EveryNGenSteps):
         self.latest: dict[str, float] = {}
         self.latest_step = 0
         self.latest_native: int | None = None  # a growing generator's stage resolution at the last evaluation
+        self.likelihood: dict[str, Any] | None = None  # a flow's test bits/dim protocol, once scored
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.scorer is not None:
@@ -176,6 +181,9 @@ class ImageMetrics(EveryNGenSteps):
         scores = score_images(
             self.scorer, self.features, images, pl_module.device, labels, gather=gather, n=self.n_samples
         )
+        if self.bits_per_dim_n and hasattr(generator, "bits_per_dim"):  # a flow: every rank scores the same images
+            datamodule = trainer.datamodule  # type: ignore[attr-defined]
+            scores["bits_per_dim"], self.likelihood = test_bits_per_dim(generator, datamodule, self, pl_module.device)
         self.latest, self.latest_step = scores, pl_module.generator_steps
         self.latest_native = getattr(generator, "output_resolution", None)
         log_metrics(trainer, {f"metrics/{k}": v for k, v in scores.items()})
@@ -197,6 +205,7 @@ class ImageMetrics(EveryNGenSteps):
             "n_generated": self.n_samples,
             **self.scorer.protocol(),
             **({"trained_on": trained_on} if trained_on else {}),
+            **({"bits_per_dim": self.likelihood} if self.likelihood else {}),
         }
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

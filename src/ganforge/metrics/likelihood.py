@@ -5,11 +5,13 @@ under the flow (``FlowGenerator.bits_per_dim``), averaged over the images."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
 from ganforge.errors import ConfigError
+from ganforge.metrics.image_metrics import split_images
 
 
 @torch.no_grad()
@@ -26,3 +28,14 @@ def bits_per_dim(generator: nn.Module, batches: Iterable[torch.Tensor], seed: in
         total += float(flow(x.to(device), noise.to(device)).sum())
         count += len(x)
     return total / count
+
+
+def test_bits_per_dim(
+    generator: nn.Module, datamodule: Any, metrics: Any, device: torch.device | str
+) -> tuple[float, dict[str, Any]]:
+    """Bits/dim of ``metrics.bits_per_dim_n`` test images (seeded subset and noise, ``metrics.seed``), and its
+    protocol."""
+    n, seed = metrics.bits_per_dim_n, metrics.seed
+    value = bits_per_dim(generator, split_images(datamodule, "test", n, seed, metrics.batch_size), seed, device)
+    protocol = {"split": "test", "n": n, "seed": seed, "dequantization": "uniform noise on the 8-bit levels, one draw"}
+    return value, protocol
