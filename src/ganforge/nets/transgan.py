@@ -54,7 +54,9 @@ class GridAttention(nn.Module):
             raise ConfigError(f"TransGAN: a {h}x{w} token grid does not split into {s}x{s} attention windows")
         windows = x.reshape(n, h // s, s, w // s, s, dim).transpose(2, 3).reshape(-1, s * s, dim)
         q, k, v = self.qkv(windows).reshape(windows.shape[0], s * s, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        bias = self.bias[:, self.index][None].to(q.dtype)  # 4-D: the fused kernels take it where no grad is needed
+        # index_select, not bias[:, index]: advanced indexing's backward accumulates in a thread-dependent order,
+        # which breaks bitwise resumes; 4-D, which the fused kernels take where no gradient is needed.
+        bias = self.bias.index_select(1, self.index.flatten()).view(1, self.heads, s * s, s * s).to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out = self.proj(out.transpose(1, 2).reshape(windows.shape))
         return out.reshape(n, h // s, w // s, s, s, dim).transpose(2, 3).reshape(n, h, w, dim)
