@@ -12,9 +12,8 @@ default ``metrics`` protocol), so no run spends its budget on intermediate evalu
 side by side. A run may carry its own overrides in one quoted argument,
 ``"fmnist_stylegan2 data.subset=2000 augment=ada"`` (the experiment first); the whole string labels
 its row. The table (gen steps, kimg, FID, KID, IS, precision, recall, density, coverage, class accuracy where
-the model is conditional, PSNR / SSIM / L1 for image-to-image games, measured wall time) goes into
-``benchmarks/RESULTS.md`` between
-markers, with the machine, date and command.
+the model is conditional, test bits/dim where G is a flow, PSNR / SSIM / L1 for image-to-image games, measured
+wall time) goes into ``benchmarks/RESULTS.md`` between markers, with the machine, date and command.
 
     .venv/bin/python benchmarks/wall_time.py fmnist_dcgan fmnist_sagan_cond --minutes 30 --concurrent 2
 """
@@ -55,6 +54,7 @@ COLUMNS = (
     "coverage",
     "class_accuracy",
     "intra_fid",
+    "bits_per_dim",
 )
 
 
