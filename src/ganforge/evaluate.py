@@ -181,8 +181,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.out or default_out(cfg, datamodule.name, extractor.identity.split(":")[0])).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    width = max(map(len, metrics), default=0)
     for name, value in metrics.items():
-        print(f"{name:>10}: {value:.6g}")
+        print(f"{name:>{width}}: {value:.6g}")
     print(f"wrote the scores and their protocol to {out}")
     return result
 
