@@ -6,9 +6,9 @@ INSTALLED := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data train test test-fast lint format clean
+.PHONY: setup data browser train test test-fast lint format clean
 
-setup: $(INSTALLED) data
+setup: $(INSTALLED) data browser
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ $(INSTALLED): pyproject.toml
 
 data:
 	./scripts/install_data.sh
+
+browser:  ## Debian's chromium for the explorer's browser test
+	./scripts/install_browser.sh
 
 train: setup  ## train the default experiment (DCGAN on Fashion-MNIST); extra overrides via ARGS="..."
 	$(BIN)/ganforge-train $(ARGS)

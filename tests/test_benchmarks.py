@@ -451,3 +451,15 @@ def test_attention_memory_measures_full_attention_above_its_windows() -> None:
         assert backend["16"] > 8 and backend["16"] > 3 * backend["4"] > 0
     full = results["math"]["16"]
     assert f"| 16 | {full:.1f} | 1.0x |" in out
+
+
+def test_explore_latency_times_each_picture_of_a_noise_generator_and_a_translator() -> None:
+    out = run_benchmark("explore_latency.py", "fmnist_dcgan", "fmnist_cyclegan", "--repeats", "1")
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| ")]
+    assert [row[:2] for row in rows[1:]] == [
+        ["fmnist_dcgan", "samples (16)"],
+        ["", "interpolation (8)"],
+        ["fmnist_cyclegan", "translation"],
+        ["", "inverse"],
+    ]
+    assert all(float(row[2]) > 0 for row in rows[1:])

@@ -32,6 +32,7 @@ from ganforge.config import checkpoint_config, generator_from_checkpoint, load_c
 from ganforge.encode import encode
 from ganforge.errors import CheckpointError
 from ganforge.evaluate import evaluate
+from ganforge.explore.runs import Library
 from ganforge.resolvers import RESOLVERS
 from ganforge.sample import sample
 from ganforge.train import train
@@ -252,8 +253,14 @@ def run_notebook(ckpt: Path, out: Path) -> Any:
     exec(compile(source, str(NOTEBOOK), "exec"), {"CKPT": str(ckpt)})
 
 
+def run_explore(ckpt: Path, out: Path) -> Any:
+    """The explorer opening ``ckpt``, as its page does when it loads."""
+    return Library(out, ckpt).open(ckpt)
+
+
 ENTRY_POINTS: dict[str, Callable[[Path, Path], Any]] = {
     "ganforge-sample": run_sample,
+    "ganforge-explore": run_explore,
     "ganforge-eval": run_eval,
     "ganforge-encode": run_encode,
     "ganforge-translate": run_translate,

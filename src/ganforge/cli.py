@@ -165,3 +165,8 @@ def translate(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="train_classifier")
 def train_classifier(cfg: DictConfig) -> None:
     _run(cfg, "ganforge-train-classifier", "ganforge.train_classifier:train_classifier")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="explore")
+def explore(cfg: DictConfig) -> None:
+    _run(cfg, "ganforge-explore", "ganforge.explore.app:explore")

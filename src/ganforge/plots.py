@@ -11,6 +11,14 @@ from torchvision.io import ImageReadMode, decode_png
 
 def scatter_png(samples: torch.Tensor, centres: torch.Tensor | None, path: Path, title: str = "") -> torch.Tensor:
     """Scatter 2-D ``samples`` over the mixture ``centres``; write a PNG and return it as (3, H, W) in [0, 1]."""
+    png = scatter_plot(samples, centres, title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png)
+    return decode_png(torch.frombuffer(bytearray(png), dtype=torch.uint8), mode=ImageReadMode.RGB).float() / 255.0
+
+
+def scatter_plot(samples: torch.Tensor, centres: torch.Tensor | None = None, title: str = "") -> bytes:
+    """2-D ``samples`` scattered over the mixture ``centres`` (when given), as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,7 +39,4 @@ def scatter_png(samples: torch.Tensor, centres: torch.Tensor | None, path: Path,
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buffer.getvalue())
-    image = decode_png(torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8), mode=ImageReadMode.RGB)
-    return image.float() / 255.0
+    return buffer.getvalue()
