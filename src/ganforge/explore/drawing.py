@@ -137,8 +137,8 @@ class Explorer:
             low, high = (round(edge * style.num_ws) for edge in BANDS[band])
             mixed = first.clone()
             mixed[:, low:high] = second[:, low:high]
-            rows = [style.synthesis(ws).float() for ws in (first, second, mixed)]
-        return picture(torch.cat(rows).cpu(), columns=n)
+            rows = style.synthesis(torch.cat([first, second, mixed])).float()  # one batch: the three rows
+        return picture(rows.cpu(), columns=n)
 
     def labels(self, n: int, draw: Draw) -> torch.Tensor | None:
         """Class ``draw.label`` for all ``n`` (None: the classes in turn), or None for an unconditional generator."""
