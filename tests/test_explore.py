@@ -254,6 +254,29 @@ def open_run(page: Page, run: str, kind: str) -> None:
     page.wait(lambda: kind in page.text("status"), f"the page did not open {run} ({kind})")
 
 
+def moves_every_noise_control(page: Page, shown: tuple[str, np.ndarray]) -> tuple[str, np.ndarray]:
+    """The controls every noise generator has, each moved once on the page: the seed (and back: the same picture
+    again), the number of samples, EMA or not, the truncation threshold, then the interpolation's second seed and
+    steps. Returns the samples picture last shown."""
+
+    def other(elem_id: str, a: float, b: float) -> float:
+        return b if float(page.element(f"#{elem_id} input[type=number]").get_attribute("value") or 0) == a else a
+
+    seed = int(other("seed", 0, 1))
+    moved = page.changed("samples", shown, lambda: page.type_number("seed", seed))
+    page.type_number("seed", 1 - seed)
+    again = page.picture("samples", other_than=moved[0])
+    assert np.array_equal(again[1], shown[1])  # the same seed, the same picture
+    step = page.changed("samples", again, lambda: page.type_number("n", other("n", 8, 12)))
+    step = page.changed("samples", step, lambda: page.click("#ema input[type=checkbox]"))
+    step = page.changed("samples", step, lambda: page.type_number("trunc", other("trunc", 0.5, 0.8)))
+    page.tab("Interpolation")
+    walk = page.changed("walk", page.picture("walk"), lambda: page.type_number("seed_b", other("seed_b", 7, 8)))
+    page.changed("walk", walk, lambda: page.type_number("steps", other("steps", 4, 5)))
+    page.tab("Samples")
+    return step
+
+
 def test_every_control_of_four_families_changes_the_picture_in_a_browser(page: Page) -> None:
     """Moved as a person moves them, each control changes the picture; the same seed draws the same picture again.
     The screenshots of README are taken here (to ``$GANFORGE_SCREENSHOTS`` when set)."""
@@ -262,23 +285,13 @@ def test_every_control_of_four_families_changes_the_picture_in_a_browser(page: P
         lambda: "conditional/checkpoints/last.ckpt: DCGANGenerator, conditional on 10 classes" in page.text("status"),
         "the given checkpoint did not open",
     )
-    first = page.picture("samples")
-    other = page.changed("samples", first, lambda: page.type_number("seed", 3))
-    page.type_number("seed", 0)
-    again = page.picture("samples", other_than=other[0])
-    assert np.array_equal(again[1], first[1])  # same seed, same picture
-    step = page.changed("samples", again, lambda: page.choose("label", "3"))
-    step = page.changed("samples", step, lambda: page.click("#ema input[type=checkbox]"))
-    step = page.changed("samples", step, lambda: page.type_number("trunc", 0.5))
-    step = page.changed("samples", step, lambda: page.type_number("n", 8))
-    page.tab("Interpolation")
-    page.changed("walk", page.picture("walk"), lambda: page.type_number("seed_b", 7))
-    page.changed("walk", page.picture("walk"), lambda: page.type_number("steps", 4))
+    shown = moves_every_noise_control(page, page.picture("samples"))
+    shown = page.changed("samples", shown, lambda: page.choose("label", "3"))
 
     open_run(page, "stylegan2", "StyleGAN2Generator")
     page.tab("Samples")
-    styled = page.picture("samples", other_than=step[0])
-    page.changed("samples", styled, lambda: page.type_number("psi", 0.5))
+    shown = moves_every_noise_control(page, page.picture("samples", other_than=shown[0]))
+    shown = page.changed("samples", shown, lambda: page.type_number("psi", 0.5))
     page.tab("Style mixing")
     mixed = page.changed("mix", page.picture("mix"), lambda: page.radio("band", "fine"))
     page.changed("mix", mixed, lambda: page.type_number("mix_seed", 5))
@@ -287,10 +300,10 @@ def test_every_control_of_four_families_changes_the_picture_in_a_browser(page: P
 
     open_run(page, "infogan", "CodedGenerator")
     page.tab("Samples")
-    coded = page.picture("samples", other_than=styled[0])
-    coded = page.changed("samples", coded, lambda: page.choose("cat0", "3"))
-    coded = page.changed("samples", coded, lambda: page.type_number("cont0", 0.8))
-    page.changed("samples", coded, lambda: page.type_number("cont1", -0.8))
+    shown = moves_every_noise_control(page, page.picture("samples", other_than=shown[0]))
+    shown = page.changed("samples", shown, lambda: page.choose("cat0", "3"))
+    shown = page.changed("samples", shown, lambda: page.type_number("cont0", 0.8))
+    page.changed("samples", shown, lambda: page.type_number("cont1", -0.8))
 
     open_run(page, "cyclegan", "translates both ways")
     page.tab("Translate")
