@@ -313,6 +313,7 @@ def build_app(library: Library, start: str | None, defaults: DictConfig) -> gr.B
             (runs_tab, None),
         ):
             tab.select(lambda name=name: name, None, shown).then(draw_shown, drawing, pictures)
+        runs_tab.select(lambda: gr.update(choices=library.runs()), None, runs)  # runs that appeared since
 
         def picked(path: str | None, way: str, event: gr.SelectData) -> Any:
             return library.open(path).test_images(PICKS, targets=way == "B → A")[event.index] if path else None
