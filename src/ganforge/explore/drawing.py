@@ -70,6 +70,7 @@ class Explorer:
 
     def __init__(self, checkpoint: dict[str, Any], device: str = "cpu") -> None:
         module, self.config = module_from_checkpoint(checkpoint)
+        self.test_split: Any = None  # the test split of the checkpoint's data, once read
         self.module = module.to(device)
         self.device = torch.device(device)
         trained = self.module.generator
@@ -200,7 +201,9 @@ class Explorer:
         """``n`` images spread evenly over the test split of the checkpoint's data (splits are often sorted by class),
         as uint8 RGB (H, W, 3): the inputs a page offers to pick from. A translator's sources (its targets with
         ``targets``: the inputs of CycleGAN's other direction)."""
-        split = build(self.config.data).load_split(train=False)
+        if self.test_split is None:  # read once: a page asks again at each pick and change of direction
+            self.test_split = build(self.config.data).load_split(train=False)
+        split = self.test_split
         index = torch.linspace(0, len(split) - 1, min(n, len(split))).long()
         if isinstance(split, PairedImages):
             images = (split.images if targets else split.sources)[index]
