@@ -29,6 +29,7 @@ from ganforge.games.infogan import CodedGenerator, WithCodes
 from ganforge.generation import at_full_resolution, check_truncation, eval_mode, truncated_normal
 from ganforge.metrics.classifier import to_pixels
 from ganforge.plots import scatter_plot
+from ganforge.sample import truncate
 
 #: Style mixing's bands, as fractions of a style-based generator's ws (Karras et al. 2019, Fig. 3: coarse styles
 #: set pose and shape, middle ones features, fine ones colour and texture).
@@ -227,20 +228,17 @@ def slerp(start: torch.Tensor, end: torch.Tensor, t: float) -> torch.Tensor:
 
 @contextmanager
 def truncated_psi(generator: nn.Module, psi: float | None) -> Iterator[None]:
-    """A style-based generator drawing with truncation ``psi`` for the block, its own setting restored after."""
+    """A style-based generator drawing with truncation ``psi`` for the block (checked as ``ganforge-sample psi=``
+    checks it), its own setting restored after."""
     if psi is None:
         yield
         return
-    if not hasattr(generator, "truncation_psi"):
-        raise ConfigError(f"psi={psi} needs a style-based generator; this one is a {type(generator).__name__}")
-    if not 0 <= psi <= 1:
-        raise ConfigError(f"psi={psi}: the truncation psi lies in [0, 1] (1: no truncation, 0: the average image)")
-    style = cast(Any, generator)
-    before, style.truncation_psi = style.truncation_psi, float(psi)
+    before = getattr(generator, "truncation_psi", None)
+    truncate(generator, psi, "this checkpoint")
     try:
         yield
     finally:
-        style.truncation_psi = before
+        cast(Any, generator).truncation_psi = before
 
 
 def picture(images: torch.Tensor, columns: int) -> np.ndarray:
