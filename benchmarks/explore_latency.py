@@ -27,8 +27,9 @@ from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
+from ganforge import kept_images
 from ganforge.checkpoint_safety import RUN_SECTIONS
-from ganforge.config import CONFIG_MODULE, build_module
+from ganforge.config import CONFIG_MODULE, build, build_module
 from ganforge.explore.drawing import Draw, Explorer
 
 #: The families the page has controls for, one experiment each.
@@ -58,7 +59,10 @@ def explorer_of(experiment: str) -> Explorer:
             cfg.pop(section, None)
     module = build_module(cfg)
     hyper = OmegaConf.to_container(cfg, resolve=True)
-    return Explorer({"ganforge": {}, "hyper_parameters": hyper, "state_dict": module.state_dict()})
+    checkpoint = {"ganforge": {}, "hyper_parameters": hyper, "state_dict": module.state_dict()}
+    if images := module.test_images_of(build(cfg.data)):  # what a translator's or encoder's run keeps
+        checkpoint[kept_images.KEY] = images
+    return Explorer(checkpoint)
 
 
 def timed(draw: Callable[[], Any], repeats: int) -> float:
@@ -77,7 +81,7 @@ def pictures(explorer: Explorer) -> dict[str, Callable[[], Any]]:
     c = explorer.controls
     drawn: dict[str, Callable[[], Any]] = {}
     if c.translator or c.encoder:
-        image = explorer.test_images(1)[0]
+        image = explorer.test_images()[0]
     if c.translator:
         drawn["translation"] = lambda: explorer.translation(image)
         if c.two_way:

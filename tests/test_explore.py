@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,11 +21,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from ganforge.config import load_checkpoint
+from ganforge.config import build, load_checkpoint
 from ganforge.errors import CheckpointError, ConfigError
 from ganforge.explore.drawing import TILE, Draw, Explorer, slerp
 from ganforge.explore.runs import Library, config_diff, curves, default_config, find_runs, grids, run_config
 from ganforge.generation import generate_batches
+from ganforge.kept_images import COUNT, KEY
 from ganforge.train import train
 from tests.browser import Page, chromium
 from tests.conftest import TINY, compose_config
@@ -144,17 +147,41 @@ def test_classes_codes_truncation_and_ema_each_change_the_picture(outputs: Path)
 def test_translators_and_encoders_draw_from_pictures(outputs: Path) -> None:
     cyclegan, bigan = explorer(outputs, "cyclegan"), explorer(outputs, "bigan")
     assert cyclegan.controls.translator and cyclegan.controls.two_way and not bigan.controls.translator
-    picked = cyclegan.test_images(3)
-    assert len(picked) == 3 and picked[0].dtype == np.uint8 and picked[0].shape[-1] == 3
+    picked = cyclegan.test_images()
+    assert len(picked) == COUNT and picked[0].dtype == np.uint8 and picked[0].shape[-1] == 3
     there, back = cyclegan.translation(picked[0]), cyclegan.translation(picked[0], inverse=True)
     assert there.shape == back.shape and not np.array_equal(there, back)
     assert np.array_equal(cyclegan.translation(picked[0][..., 0]), there)  # a grey upload: the same image
-    pair, code = bigan.reconstruction(bigan.test_images(1)[0])
+    pair, code = bigan.reconstruction(bigan.test_images()[0])
     assert code.shape == (bigan.module.latent_dim,) and pair.shape[1] > pair.shape[0]
     with pytest.raises(ConfigError, match="no encoder"):
         cyclegan.reconstruction(picked[0])
     with pytest.raises(ConfigError, match="reads noise"):
         bigan.translation(picked[0])
+
+
+def test_the_pictures_to_pick_are_the_test_images_the_checkpoint_keeps(outputs: Path) -> None:
+    """Translators and encoders keep test images spread over the split (sorted by class: one of each here), both
+    sides of a translator's pairs; noise generators keep none; the explorer shows what is kept, never the data."""
+    checkpoints = {name: load_checkpoint(outputs / name / "checkpoints" / "last.ckpt") for name in FAMILIES}
+    assert {name for name, c in checkpoints.items() if KEY in c} == {"cyclegan", "bigan"}
+    split = build(OmegaConf.create(checkpoints["cyclegan"]["hyper_parameters"]["data"])).load_split(train=False)
+    targets, sources = split[len(split) - 1]
+    kept = checkpoints["cyclegan"][KEY]
+    assert kept["inputs"].shape == (COUNT, *sources.shape) and torch.equal(kept["inputs"][-1], sources)
+    assert torch.equal(kept["targets"][-1], targets)
+    bigan = checkpoints["bigan"]
+    images = bigan[KEY]["inputs"]
+    assert set(bigan[KEY]) == {"inputs"} and images.dtype == torch.uint8 and len(images) == COUNT
+    bigan["hyper_parameters"]["data"]["data_dir"] = str(outputs / "no such folder")  # the data is not read
+    bigan["hyper_parameters"]["data"]["system_dir"] = None
+    shown = Explorer(bigan).test_images()
+    assert np.array_equal(shown[2], images[2].expand(3, -1, -1).permute(1, 2, 0).numpy())
+    del bigan[KEY]  # a checkpoint from before they were kept: uploads only
+    assert Explorer(bigan).test_images() == []
+    bigan[KEY] = {"inputs": images.float()}
+    with pytest.raises(ConfigError, match=f"checkpoint's '{KEY}' are not batches of at most {COUNT} uint8"):
+        Explorer(bigan)
 
 
 def test_the_library_opens_only_its_runs_and_its_checkpoint(outputs: Path, tmp_path: Path) -> None:
@@ -169,6 +196,57 @@ def test_the_library_opens_only_its_runs_and_its_checkpoint(outputs: Path, tmp_p
     assert library.open(outputs / "infogan/checkpoints/last.ckpt") is library.open(
         outputs / "infogan" / "checkpoints" / ".." / "checkpoints" / "last.ckpt"
     )
+
+
+#: Everything the explorer does with a folder of runs, in a process that records each file it opens or lists once
+#: its modules are imported (an audit hook); prints the paths outside the folder and the installed code.
+EVERY_USE = """
+import os, sys
+from pathlib import Path
+import ganforge
+from ganforge.explore import runs
+from ganforge.explore.drawing import Draw
+from ganforge.kept_images import COUNT
+
+seen = []
+
+def record(event, args):
+    if event in ("open", "os.listdir", "os.scandir") and isinstance(args[0], (str, bytes, os.PathLike)):
+        seen.append(os.path.realpath(os.fsdecode(args[0])))
+
+root = Path(sys.argv[1]).resolve()
+sys.addaudithook(record)
+library, defaults = runs.Library(root), runs.default_config()
+for name in library.runs():
+    run = root / name
+    runs.grids(run), runs.curves(run), runs.protocol(run), runs.config_diff(runs.run_config(run), defaults)
+    explorer = library.open(runs.checkpoint_of(run))
+    c = explorer.controls
+    if c.translator or c.encoder:
+        pictures = explorer.test_images()
+        assert len(pictures) == COUNT, name
+        for image in pictures:
+            explorer.translation(image) if c.translator else explorer.reconstruction(image)
+    else:
+        explorer.samples(4, Draw()), explorer.interpolation(1, 3, Draw())
+        if c.style:
+            explorer.mixing(1, "coarse", 2, Draw())
+code = (root, sys.prefix, sys.base_prefix, os.path.dirname(ganforge.__file__), "/proc", "/sys", "/dev")
+allowed = [os.path.realpath(path) for path in code]
+print(*sorted({p for p in seen if not any(p == a or p.startswith(a + os.sep) for a in allowed)}), sep="\\n")
+"""
+
+
+def test_the_explorer_reads_nothing_outside_outputs_and_its_checkpoint(outputs: Path, tmp_path: Path) -> None:
+    """Every run's grids, curves, protocol, config diff, checkpoint and drawings, the encoders' and translators' on
+    every test image they offer: no file opened or listed outside ``outputs/`` but the installed code's own."""
+    runs = tmp_path / "outputs"
+    for name in FAMILIES:  # the forged run is refused before anything is read (tested below)
+        shutil.copytree(outputs / name, runs / name)
+    found = subprocess.run(
+        [sys.executable, "-c", EVERY_USE, str(runs)], capture_output=True, text=True, timeout=600, check=True
+    )
+    assert found.stdout.split() == [], found.stdout
 
 
 def test_a_forged_checkpoint_is_refused_with_the_safe_loaders_message(outputs: Path) -> None:

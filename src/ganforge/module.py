@@ -14,10 +14,12 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.swa_utils import AveragedModel
 
+from ganforge import kept_images
 from ganforge.augment import Augmentation
 from ganforge.distributed import keep_per_rank, per_rank_buffers
 from ganforge.errors import ConfigError, TrainingDivergedError
 from ganforge.games import Game, Judged, Round, batch_size
+from ganforge.games.encoders import EncoderGame
 from ganforge.generation import generate_batches
 from ganforge.nets.layers import refresh_parametrized_weights
 from ganforge.objectives import Objective
@@ -112,6 +114,7 @@ class GANModule(LightningModule):
         self.generator_steps = 0
         self.discriminator_steps = 0
         self.images_shown = 0
+        self._test_images: dict[str, torch.Tensor] | None = None  # what checkpoints keep to try E or G on
 
     @property
     def batches_per_gen_step(self) -> int:
@@ -388,6 +391,19 @@ class GANModule(LightningModule):
             # The state_dict holds rank 0's copy of the per-rank buffers; here every rank's, so each resumes its own.
             "per_rank_buffers": {name: self._gather_per_rank(b) for name, b in per_rank_buffers(self).items()},
         }
+        if self._test_images is None:  # read once a run
+            self._test_images = self.test_images_of(getattr(self._trainer, "datamodule", None))
+        if self._test_images:
+            checkpoint[kept_images.KEY] = self._test_images
+
+    def test_images_of(self, datamodule: Any) -> dict[str, torch.Tensor]:
+        """A few of ``datamodule``'s test images (:func:`ganforge.kept_images.spread`) where a player reads
+        images, a translator's G or an encoder game's E, for checkpoints to keep so that tools can try it on real
+        inputs from the checkpoint alone; empty for players that read noise only, or data without a test split."""
+        translator = hasattr(self.generator, "source_shape")
+        if not (translator or isinstance(self.game, EncoderGame)) or not hasattr(datamodule, "load_split"):
+            return {}
+        return kept_images.spread(datamodule.load_split(train=False), translator)
 
     def _cuda_device(self) -> torch.device | None:
         """The CUDA device this rank trains on, None off CUDA. The strategy's: ``on_load_checkpoint``

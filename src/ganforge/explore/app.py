@@ -20,11 +20,10 @@ from ganforge.errors import ConfigError, GanforgeError
 from ganforge.explore import runs as run_folder
 from ganforge.explore.drawing import BANDS, Controls, Draw, Explorer
 from ganforge.explore.runs import Library, checkpoint_of, default_config, inside
+from ganforge.kept_images import COUNT
 
 MAX_CATEGORICAL = 4
 MAX_CONTINUOUS = 8
-#: Test images offered to pick from (encoders, translators).
-PICKS = 8
 
 
 def choice(value: Any, anything: str) -> int | None:
@@ -68,9 +67,9 @@ def describe(explorer: Explorer, path: Path) -> str:
 
 
 def picker(elem_id: str) -> gr.Gallery:
-    """A row of test images to click on (read-only: they come from the checkpoint's data)."""
+    """A row of test images to click on (read-only: the checkpoint keeps them; hidden where it keeps none)."""
     return gr.Gallery(
-        label="or pick a test image", elem_id=elem_id, columns=PICKS, interactive=False, allow_preview=False
+        label="or pick a test image", elem_id=elem_id, columns=COUNT, interactive=False, allow_preview=False
     )
 
 
@@ -232,10 +231,9 @@ def build_app(library: Library, start: str | None, defaults: DictConfig) -> gr.B
                 updates[box] = gr.update(visible=i < len(c.categorical), choices=["random", *map(str, range(values))])
             for i, slider in enumerate(continuous):
                 updates[slider] = gr.update(visible=i < c.continuous, value=0)
-            if c.encoder:
-                updates[encode_pick] = explorer.test_images(PICKS)
-            if c.translator:
-                updates[translate_pick] = explorer.test_images(PICKS)
+            picks = explorer.test_images()  # the images the checkpoint keeps (none: only uploads)
+            for gallery, reads in ((encode_pick, c.encoder), (translate_pick, c.translator)):
+                updates[gallery] = gr.update(value=picks if reads else None, visible=reads and bool(picks))
             run = Path(path).resolve().parent.parent
             return {**updates, **run_view(run if run.is_relative_to(library.root.resolve()) else None)}
 
@@ -316,7 +314,7 @@ def build_app(library: Library, start: str | None, defaults: DictConfig) -> gr.B
         runs_tab.select(lambda: gr.update(choices=library.runs()), None, runs)  # runs that appeared since
 
         def picked(path: str | None, way: str, event: gr.SelectData) -> Any:
-            return library.open(path).test_images(PICKS, targets=way == "B → A")[event.index] if path else None
+            return library.open(path).test_images(targets=way == "B → A")[event.index] if path else None
 
         def encoded(path: str | None, image: np.ndarray | None, ema_: bool) -> tuple[Any, Any]:
             if path is None or image is None:
@@ -338,7 +336,7 @@ def build_app(library: Library, start: str | None, defaults: DictConfig) -> gr.B
                 raise gr.Error(str(err)) from None
 
         def other_side(path: str | None, way: str) -> Any:
-            return library.open(path).test_images(PICKS, targets=way == "B → A") if path else None
+            return library.open(path).test_images(targets=way == "B → A") if path else None
 
         encode_pick.select(picked, [current, direction], encode_in)
         translate_pick.select(picked, [current, direction], translate_in)

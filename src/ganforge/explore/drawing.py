@@ -20,13 +20,12 @@ from torch import nn
 from torchvision.transforms import v2
 from torchvision.utils import make_grid
 
-from ganforge.config import build, module_from_checkpoint
-from ganforge.data.datamodules import IndexedImages
-from ganforge.data.paired import PairedImages
+from ganforge.config import module_from_checkpoint
 from ganforge.errors import ConfigError
 from ganforge.games.encoders import EncoderGame
 from ganforge.games.infogan import CodedGenerator, WithCodes
 from ganforge.generation import at_full_resolution, check_truncation, eval_mode, truncated_normal
+from ganforge.kept_images import kept_images
 from ganforge.metrics.classifier import to_pixels
 from ganforge.plots import scatter_plot
 from ganforge.sample import truncate
@@ -71,7 +70,7 @@ class Explorer:
 
     def __init__(self, checkpoint: dict[str, Any], device: str = "cpu") -> None:
         module, self.config = module_from_checkpoint(checkpoint)
-        self.test_split: Any = None  # the test split of the checkpoint's data, once read
+        self.kept = kept_images(checkpoint)  # test images to pick from: the dataset itself is never read
         self.module = module.to(device)
         self.device = torch.device(device)
         trained = self.module.generator
@@ -198,21 +197,12 @@ class Explorer:
             x = nn.functional.interpolate(x, size=y.shape[-2:], mode="nearest").expand(-1, y.shape[1], -1, -1)
         return picture(torch.cat([x, y]).cpu(), columns=2)
 
-    def test_images(self, n: int, targets: bool = False) -> list[np.ndarray]:
-        """``n`` images spread evenly over the test split of the checkpoint's data (splits are often sorted by class),
-        as uint8 RGB (H, W, 3): the inputs a page offers to pick from. A translator's sources (its targets with
-        ``targets``: the inputs of CycleGAN's other direction)."""
-        if self.test_split is None:  # read once: a page asks again at each pick and change of direction
-            self.test_split = build(self.config.data).load_split(train=False)
-        split = self.test_split
-        index = torch.linspace(0, len(split) - 1, min(n, len(split))).long()
-        if isinstance(split, PairedImages):
-            images = (split.images if targets else split.sources)[index]
-        elif isinstance(split, IndexedImages):
-            images = split.images_at(index)
-        else:
-            images = torch.stack([split[int(i)][0] for i in index])
-        return [image.expand(3, -1, -1).permute(1, 2, 0).numpy() for image in images]  # RGB, as pages show it
+    def test_images(self, targets: bool = False) -> list[np.ndarray]:
+        """The test images the checkpoint keeps (:mod:`ganforge.kept_images`) as uint8 RGB (H, W, 3), the inputs
+        a page offers to pick from: a translator's sources (its targets with ``targets``: the inputs of
+        CycleGAN's other direction), an encoder's images. None kept (checkpoints from before them): empty."""
+        images = self.kept.get("targets" if targets else "inputs")
+        return [] if images is None else [image.expand(3, -1, -1).permute(1, 2, 0).numpy() for image in images]
 
 
 def slerp(start: torch.Tensor, end: torch.Tensor, t: float) -> torch.Tensor:
