@@ -172,6 +172,21 @@ def test_training_logs_losses_and_progress() -> None:
     assert metrics["kimg"].item() == pytest.approx(2 * BATCH / 1000)
 
 
+class RecordingRealLogits(NonSaturating):
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        self.real_logits = real_logits.detach()
+        return super().d_loss(real_logits, fake_logits)
+
+
+def test_d_rt_is_the_share_of_positive_real_logits_minus_the_negative() -> None:
+    """``d/rt``, ADA's r_t = E[sign(D(real))] on the step's real batch, logged for every run (D overfitting)."""
+    objective = RecordingRealLogits()
+    metrics = fit(make_module(objective=objective), 3).callback_metrics
+    signs = objective.real_logits.sign()
+    assert metrics["d/rt"].item() == pytest.approx(signs.mean().item())
+    assert metrics["d/rt"].item() == pytest.approx(((signs > 0).sum() - (signs < 0).sum()).item() / BATCH)
+
+
 def test_n_critic_must_be_positive() -> None:
     """n_critic < 1 is rejected at construction."""
     with pytest.raises(ConfigError, match="n_critic"):

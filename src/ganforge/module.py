@@ -288,6 +288,8 @@ class GANModule(LightningModule):
                 "loss/d": loss.detach(),
                 "d/real": real_logits.detach().mean(),
                 "d/fake": fake_logits.detach().mean(),
+                # E[sign(D(real))], ADA's overfitting heuristic r_t on this batch, logged whether or not ADA runs
+                "d/rt": real_logits.detach().sign().mean(),
             }
         return logs
 

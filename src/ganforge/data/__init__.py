@@ -9,6 +9,7 @@ from ganforge.data.datamodules import (
     MNIST5kDataModule,
     MNISTDataModule,
 )
+from ganforge.data.few_shot import FewShotDataModule
 from ganforge.data.paired import PairedDataModule, PairedFolderDataModule
 from ganforge.data.single import SingleImageDataModule
 from ganforge.data.stacked import StackedMNISTDataModule
@@ -19,6 +20,7 @@ __all__ = [
     "CIFAR10DataModule",
     "CelebADataModule",
     "FashionMNISTDataModule",
+    "FewShotDataModule",
     "GANDataModule",
     "GaussianMixtureDataModule",
     "ImageFolderDataModule",

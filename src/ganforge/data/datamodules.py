@@ -121,10 +121,14 @@ class GANDataModule(LightningDataModule):
         subset: int | None = None,
         subset_seed: int = 0,
         fit: str = "resize",
+        mirror: bool = False,
     ) -> None:
         super().__init__()
         if fit not in self.fits:
             raise ConfigError(f"data.fit={fit!r}: choose data.fit=pad or data.fit=resize")
+        if mirror and resolution is None:
+            raise ConfigError("data.mirror=true flips images, and this data is points; set data.mirror=false")
+        self.mirror = mirror
         self.fit = fit
         self.data_dir = str(data_dir)
         self.batch_size = batch_size
@@ -211,8 +215,20 @@ class GANDataModule(LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         if self.trainer is not None and self.trainer.training:
+            if self.mirror:
+                batch = self.mirrored(batch, rank=self.trainer.global_rank)
             self.batches_consumed += 1
         return cast(Batch, tuple(to_unit_interval(t) for t in batch))
+
+    def mirrored(self, batch: Batch, rank: int = 0) -> Batch:
+        """``data.mirror``: each image of a training batch flipped left to right with probability 1/2 (the
+        x-flips that double a small dataset: StyleGAN's ``--mirror``, DiffAugment's few-shot protocol); a pair's
+        images flip together. Drawn from the seed, the rank and the batch's position in the data stream, so a
+        resumed run flips as an uninterrupted one, without touching the global RNG."""
+        state = np.random.SeedSequence([self.seed, rank, self.batches_consumed]).generate_state(1)
+        flip = torch.rand(len(batch[0]), generator=torch.Generator().manual_seed(int(state[0]))) < 0.5
+        flip = flip.to(batch[0].device).view(-1, 1, 1, 1)
+        return cast(Batch, tuple(torch.where(flip, t.flip(-1), t) if t.dim() == 4 else t for t in batch))
 
     def state_dict(self) -> dict[str, Any]:
         return {"batches_consumed": self.batches_consumed}
