@@ -37,7 +37,7 @@ class FewShotDataModule(GANDataModule):
                     f"data.base.{name} (data.{name} follows it)"
                 )
         self.base, self.label, self.shots = base, label, shots
-        self.name = f"{shots} images of class {label} of {base.name}"
+        self.name = f"{base.name} class {label}, {shots}-shot"
         self.domain = base.domain
         self._splits: dict[bool, TensorImages] = {}
 
