@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
 import pytest
 import torch
 
-from ganforge.config import build
+from ganforge.config import build, load_checkpoint
 from ganforge.data import FewShotDataModule
 from ganforge.data.datamodules import GANDataModule, TensorImages
 from ganforge.errors import ConfigError
-from tests.conftest import compose_config
+from ganforge.train import train
+from tests.conftest import Compose, assert_same_training_state, compose_config
 
 
 def few_shot(*overrides: str) -> FewShotDataModule:
@@ -122,3 +124,22 @@ def test_mirror_runs_in_training_only_and_is_refused_for_points() -> None:
     assert torch.equal(trained, expected) and not torch.equal(trained, evaluated) and data.batches_consumed == 1
     with pytest.raises(ConfigError, match=re.escape("data.mirror=true flips images, and this data is points")):
         build(compose_config("train", ["data=ring", "+data.mirror=true"]).data)
+
+
+def test_a_few_shot_run_with_flips_resumes_bitwise_and_the_flips_change_training(
+    tiny_cfg: Compose, tmp_path: Path
+) -> None:
+    """Four steps, then four more resumed (across the 6-batch epoch of 100 shots) equal eight straight; the same run
+    without flips trains other weights."""
+    fast = ["data=fmnist_100shot", "~callbacks.image_metrics", "~callbacks.best_checkpoint"]
+    train(tiny_cfg(*fast, "max_gen_steps=4", out="first"))
+    first = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    train(tiny_cfg(*fast, "max_gen_steps=8", f"ckpt_path={first}", out="resumed"))
+    train(tiny_cfg(*fast, "max_gen_steps=8", out="straight"))
+    train(tiny_cfg(*fast, "max_gen_steps=8", "data.mirror=false", out="unflipped"))
+    straight, unflipped = (
+        load_checkpoint(tmp_path / run / "checkpoints" / "last.ckpt") for run in ("straight", "unflipped")
+    )
+    assert_same_training_state(load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt"), straight)
+    weights = "generator.net.0.weight"
+    assert not torch.equal(straight["state_dict"][weights], unflipped["state_dict"][weights])
