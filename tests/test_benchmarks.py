@@ -440,6 +440,32 @@ def test_lapgan_scores_the_full_chain_and_the_real_coarse_level(tmp_path: Path) 
     assert f"| {row['full']['fid']:.3f} | {row['real_coarse']['fid']:.3f} |" in out
 
 
+def test_few_shot_scores_each_run_both_ways_and_compares_settings_with_the_baseline(tmp_path: Path) -> None:
+    """Two settings of one seed, 2 steps each on 100 shots: each run's held-out and training-image scores, its r_t
+    from the logged d/rt, ADA's p where ADA ran, and the augmented setting's change against the plain one."""
+    counts = ["metrics.n_samples=100", "metrics.n_real=100", "metrics.batch_size=50"]
+    counts += ["metrics.scorer.kid_subset_size=50"]
+    plain, ada = (
+        tmp_path / "fmnist_100shot_stylegan2__seed-0",
+        tmp_path / "fmnist_100shot_stylegan2__seed-0__augment-ada",
+    )
+    for run, extra in ((plain, []), (ada, ["augment=ada"])):
+        train(
+            run, "data=fmnist_100shot", "max_gen_steps=2", *TINY_NETS, "~callbacks.best_checkpoint", "logger=csv",
+            "trainer.log_every_n_steps=1", "metrics.reference_split=test", *counts, *extra,
+        )  # fmt: skip
+    out = run_benchmark("few_shot.py", str(plain), str(ada), "--eval", *counts)
+    scores = json.loads((tmp_path / "few_shot.json").read_text())
+    first = scores["fmnist_100shot_stylegan2"]["0"]
+    held_out = json.loads((plain / "metrics.json").read_text())["metrics"]
+    assert first["held_out"] == held_out and first["steps"] == 2 and first["p_end"] is None
+    assert first["training"]["fid"] > 0 and first["training"]["fid"] != held_out["fid"]
+    assert -1 <= first["rt_first"] <= 1 and scores["fmnist_100shot_stylegan2__augment-ada"]["0"]["p_end"] is not None
+    augmented = scores["fmnist_100shot_stylegan2__augment-ada"]["0"]["held_out"]["fid"]
+    change = 100 * (augmented / held_out["fid"] - 1)
+    assert f"| fmnist_100shot_stylegan2__augment-ada | {augmented:.3f} |" in out and f"{change:+.1f} %" in out
+
+
 def test_attention_memory_measures_full_attention_above_its_windows() -> None:
     """Grid 16^2, batch 4, 4 heads: the full maps (3 of 4 x 4 x 256^2 floats, 12 MB) dwarf 4x4 windows' (16x less)."""
     out = run_benchmark(
