@@ -13,9 +13,10 @@ seed and setting, e.g. ``… seed=0``, ``… seed=0 augment=diffaugment``, ``…
 
 Runs whose folder names differ only in ``__seed-N`` are one setting; each setting's FID and KID are given as mean ±
 standard error over its seeds, and against the setting named by ``--baseline`` (the runs without augmentation) as
-the mean of the per-seed changes.
+the mean of the per-seed changes. ``--figure`` draws 64 of the training images beside the last sample grid of each
+setting's run of the lowest seed, in the table's order.
 
-    .venv/bin/python benchmarks/few_shot.py outputs/benchmarks/wall_time/<time>/* [--baseline fmnist_100shot_stylegan2]
+    .venv/bin/python benchmarks/few_shot.py <wall_time's run folders> [--baseline NAME] [--figure f.png]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ganforge.config import load_checkpoint
+from ganforge.config import build, load_checkpoint
 
 EVAL = Path(sys.executable).with_name("ganforge-eval")
 SEED = re.compile(r"__seed-(\d+)")
@@ -75,6 +76,23 @@ def score(run: Path, options: list[str]) -> dict[str, Any]:
     }
 
 
+def figure(runs: dict[str, dict[int, Path]], path: Path) -> None:
+    """64 training images (the grid layout of the runs' own sample grids) and each setting's last grid, side by side."""
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    first = [seeds[min(seeds)] for seeds in runs.values()]
+    cfg = load_checkpoint(first[0] / "checkpoints" / "last.ckpt")["hyper_parameters"]
+    images = build(cfg["data"]).load_split(train=True).images[:64]
+    grid = make_grid(images.float() / 255, nrow=8, padding=2).mul(255).byte().permute(1, 2, 0).numpy()
+    panels = [Image.fromarray(grid)] + [Image.open(max((run / "samples").glob("gen_step_*.png"))) for run in first]
+    canvas = Image.new("RGB", (sum(p.width for p in panels) + 10 * (len(panels) - 1), panels[0].height), "white")
+    for i, panel in enumerate(panels):
+        canvas.paste(panel.convert("RGB"), (sum(p.width + 10 for p in panels[:i]), 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+
+
 def mean_se(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
@@ -86,11 +104,15 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--baseline", help="the setting each other one is compared with (default: the shortest name)")
     parser.add_argument("--eval", nargs="*", default=[], help="extra ganforge-eval overrides (training images)")
+    parser.add_argument("--figure", type=Path, help="draw the training images beside each setting's samples here")
     args = parser.parse_args()
-    runs: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    folders: dict[str, dict[int, Path]] = defaultdict(dict)
     for run in sorted(args.runs):
         setting, seed = setting_and_seed(run)
-        runs[setting][seed] = score(run, args.eval)
+        folders[setting][seed] = run
+    if args.figure:
+        figure(folders, args.figure)
+    runs = {setting: {seed: score(run, args.eval) for seed, run in seeds.items()} for setting, seeds in folders.items()}
     (args.runs[0].parent / "few_shot.json").write_text(json.dumps(runs, indent=2) + "\n")
     print("| run | gen steps | FID held out | KID×100 held out | FID training images | KID×100 training "
           "images | precision / recall held out | r_t first / last tenth | ADA p at the end |")  # fmt: skip

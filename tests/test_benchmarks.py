@@ -454,7 +454,8 @@ def test_few_shot_scores_each_run_both_ways_and_compares_settings_with_the_basel
             run, "data=fmnist_100shot", "max_gen_steps=2", *TINY_NETS, "~callbacks.best_checkpoint", "logger=csv",
             "trainer.log_every_n_steps=1", "metrics.reference_split=test", *counts, *extra,
         )  # fmt: skip
-    out = run_benchmark("few_shot.py", str(plain), str(ada), "--eval", *counts)
+    out = run_benchmark("few_shot.py", str(plain), str(ada), "--eval", *counts, "--figure", str(tmp_path / "f.png"))
+    assert Image.open(tmp_path / "f.png").size == (3 * (8 * 30 + 2) + 2 * 10, 8 * 30 + 2)  # 28-px images, 2 px apart
     scores = json.loads((tmp_path / "few_shot.json").read_text())
     first = scores["fmnist_100shot_stylegan2"]["0"]
     held_out = json.loads((plain / "metrics.json").read_text())["metrics"]
