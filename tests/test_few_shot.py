@@ -11,9 +11,10 @@ from typing import cast
 
 import pytest
 import torch
+from PIL import Image
 
 from ganforge.config import build, load_checkpoint
-from ganforge.data import FewShotDataModule
+from ganforge.data import FewShotDataModule, ImageFolderDataModule
 from ganforge.data.datamodules import GANDataModule, TensorImages
 from ganforge.errors import ConfigError
 from ganforge.train import train
@@ -143,3 +144,14 @@ def test_a_few_shot_run_with_flips_resumes_bitwise_and_the_flips_change_training
     assert_same_training_state(load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt"), straight)
     weights = "generator.net.0.weight"
     assert not torch.equal(straight["state_dict"][weights], unflipped["state_dict"][weights])
+
+
+def test_a_base_read_image_by_image_is_refused_with_what_to_use(tmp_path: Path) -> None:
+    for k in range(2):
+        (tmp_path / f"class_{k}").mkdir()
+        for i in range(3):
+            Image.new("L", (28, 28), 40 * i + k).save(tmp_path / f"class_{k}" / f"{i}.png")
+    base = ImageFolderDataModule(data_dir=str(tmp_path), channels=1, resolution=28, num_classes=2, test_fraction=0.5)
+    data = FewShotDataModule(base, label=1, shots=1, channels=1, resolution=28, fit="resize")
+    with pytest.raises(ConfigError, match=re.escape("few-shot data need an in-memory dataset (fashion_mnist, mnist")):
+        data.load_split(True)

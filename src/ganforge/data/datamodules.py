@@ -77,6 +77,18 @@ class TensorImages(IndexedImages):
         return TensorImages(self.images[index], self.labels[index])
 
 
+def in_memory_split(base: GANDataModule, train: bool, built: str, instead: str) -> TensorImages:
+    """A split of ``base``, which what is ``built`` on it (paired tasks, few-shot data) needs in memory; else an error
+    that names the in-memory datasets and what to use ``instead``."""
+    split = base.load_split(train)
+    if not isinstance(split, TensorImages):
+        raise ConfigError(
+            f"data.base {base.name} is read image by image; {built} need an in-memory dataset (fashion_mnist, "
+            f"mnist, mnist_5k, cifar10); {instead}"
+        )
+    return split
+
+
 def collate_prebatched(batch: Batch) -> Batch:
     """``IndexedImages.__getitems__`` already returns a batch."""
     return batch

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import torch
 
-from ganforge.data.datamodules import GANDataModule, TensorImages
+from ganforge.data.datamodules import GANDataModule, TensorImages, in_memory_split
 from ganforge.errors import ConfigError
 
 
@@ -68,10 +68,6 @@ class FewShotDataModule(GANDataModule):
         return self._splits[train]
 
     def of_class(self, train: bool) -> TensorImages:
-        split = self.base.load_split(train)
-        if not isinstance(split, TensorImages):
-            raise ConfigError(
-                f"data.base {self.base.name} is read image by image; few-shot data needs an in-memory dataset "
-                "(fashion_mnist, mnist, mnist_5k, cifar10); for a folder of your own images use data=image_folder"
-            )
+        instead = "for a folder of your own images use data=image_folder"
+        split = in_memory_split(self.base, train, "few-shot data", instead)
         return split.select((split.labels == self.label).nonzero().flatten())

@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from ganforge.data.datamodules import Batch, GANDataModule, TensorImages, ToChannels, find_images
+from ganforge.data.datamodules import Batch, GANDataModule, TensorImages, ToChannels, find_images, in_memory_split
 from ganforge.errors import ConfigError, DatasetNotFoundError
 from ganforge.metrics.cache import cached
 
@@ -145,13 +145,7 @@ class PairedDataModule(GANDataModule):
         return masked(images, self.mask_size, seed=int(train))  # a different draw for each split
 
     def base_split(self, train: bool) -> TensorImages:
-        targets = self.base.load_split(train)
-        if not isinstance(targets, TensorImages):
-            raise ConfigError(
-                f"data.base {self.base.name} is read image by image; derived tasks need an in-memory dataset "
-                "(fashion_mnist, mnist, mnist_5k, cifar10); for pairs on disk use data=paired_folder"
-            )
-        return targets
+        return in_memory_split(self.base, train, "derived tasks", "for pairs on disk use data=paired_folder")
 
     def paired(self, targets: TensorImages, train: bool) -> PairedImages:
         images = targets.images.contiguous()
